@@ -1,0 +1,217 @@
+"""Accuracy benchmark: ``tl.bgformer`` against what a scanpy user runs instead.
+
+Protocol (as in ``../shared/data/baselines.md``): every labelled dataset in ``../shared/data``,
+K = the true number of labels, several seeds, a fixed training budget (the library default), no
+label used except to score. Baselines: k-means on 50 PCs of 2000 HVGs, Leiden at resolution 1,
+Leiden at the resolution that gives K, and (with ``--scvi``) scVI latent + Leiden at K.
+
+Each run happens in its own process so that its wall time and peak memory (max RSS) are its own.
+Writes ``benchmarks/results/accuracy.md`` and ``accuracy.json``.
+
+Usage: ``python benchmarks/accuracy.py [--seeds 5] [--datasets zeisel,pbmc_10x] [--scvi]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parents[1] / "shared" / "data"
+RESULTS = HERE / "results"
+METHODS = ["bgformer", "kmeans_pca", "leiden_res1", "leiden_trueK", "scvi_leiden_trueK"]
+
+
+def _quiet() -> None:
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "scvi"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _leiden_with_k(adata, k: int, seed: int, neighbors_key: str | None = None) -> np.ndarray:
+    """Leiden at the resolution (bisection on [0.01, 5]) whose cluster count is closest to k."""
+    import scanpy as sc
+
+    low, high, best = 0.01, 5.0, None
+    for _ in range(20):
+        resolution = (low + high) / 2
+        sc.tl.leiden(
+            adata, resolution=resolution, flavor="igraph", n_iterations=2, random_state=seed,
+            neighbors_key=neighbors_key, key_added="_k",
+        )  # fmt: skip
+        n = adata.obs["_k"].nunique()
+        if best is None or abs(n - k) < abs(best[0] - k):
+            best = (n, adata.obs["_k"].to_numpy().copy())
+        if n == k:
+            break
+        low, high = (resolution, high) if n < k else (low, resolution)
+    return best[1]
+
+
+def run_one(dataset: str, method: str, seed: int) -> dict:
+    """Run one method on one dataset with one seed; scores and resource use."""
+    _quiet()
+    import anndata as ad
+    import scanpy as sc
+
+    import atlasclust as ac
+
+    adata = ad.read_h5ad(DATA / f"{dataset}.h5ad")
+    truth = adata.obs["cell_type"].to_numpy()
+    k = adata.obs["cell_type"].nunique()
+    del adata.obs["cell_type"]  # nothing below may see the labels
+    start = time.perf_counter()
+    if method == "bgformer":
+        n_top = min(2000, adata.n_vars)
+        ac.tl.bgformer(adata, k, n_top_genes=n_top, random_state=seed, enable_progress_bar=False)
+        labels = adata.obs["bgformer"].to_numpy()
+    elif method == "scvi_leiden_trueK":
+        import scvi
+
+        scvi.settings.seed = seed
+        sc.pp.filter_genes(adata, min_cells=3)
+        adata.layers["counts"] = adata.X.copy()
+        sc.pp.normalize_total(adata, target_sum=1e4)
+        sc.pp.log1p(adata)
+        sc.pp.highly_variable_genes(adata, n_top_genes=min(2000, adata.n_vars), subset=True)
+        scvi.model.SCVI.setup_anndata(adata, layer="counts")
+        model = scvi.model.SCVI(adata)
+        model.train(max_epochs=50, enable_progress_bar=False)
+        adata.obsm["X_scvi"] = model.get_latent_representation()
+        sc.pp.neighbors(adata, use_rep="X_scvi", random_state=seed)
+        labels = _leiden_with_k(adata, k, seed)
+    else:
+        sc.pp.filter_genes(adata, min_cells=3)
+        sc.pp.normalize_total(adata, target_sum=1e4)
+        sc.pp.log1p(adata)
+        sc.pp.highly_variable_genes(adata, n_top_genes=min(2000, adata.n_vars), subset=True)
+        sc.pp.scale(adata, max_value=10)
+        sc.pp.pca(adata, n_comps=min(50, adata.n_obs - 1, adata.n_vars - 1), random_state=seed)
+        if method == "kmeans_pca":
+            from sklearn.cluster import KMeans
+
+            labels = KMeans(k, n_init=10, random_state=seed).fit_predict(adata.obsm["X_pca"])
+        else:
+            sc.pp.neighbors(adata, n_neighbors=15, random_state=seed)
+            if method == "leiden_res1":
+                sc.tl.leiden(adata, resolution=1.0, flavor="igraph", n_iterations=2, random_state=seed)
+                labels = adata.obs["leiden"].to_numpy()
+            else:
+                labels = _leiden_with_k(adata, k, seed)
+    seconds = time.perf_counter() - start
+    scores = ac.metrics.evaluate(truth, labels)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"dataset": dataset, "method": method, "seed": seed, "seconds": seconds, "peak_mb": peak_mb} | scores
+
+
+def _mean_sd(values: list[float], digits: int = 3) -> str:
+    values = np.asarray(values, dtype=float)
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
+
+def write_tables(rows: list[dict], seeds: int) -> str:
+    """Markdown tables: per dataset and method, mean ± sd over seeds."""
+    datasets = sorted({r["dataset"] for r in rows})
+    methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
+    lines = [
+        "# Accuracy benchmark",
+        "",
+        f"Generated by `python benchmarks/accuracy.py` on {platform.node() or 'the CPU machine'} "
+        f"({os.cpu_count()} cores, {platform.processor() or platform.machine()}), "
+        f"{time.strftime('%Y-%m-%d')}. K = true number of labels; {seeds} seeds; BGFormer with its "
+        "default settings and default epoch budget (no label-based selection); each run in its own "
+        "process. Cells: mean ± sd over seeds. Peak memory is the run's max RSS (whole process).",
+        "",
+    ]
+    for metric in ("ARI", "NMI", "ACC"):
+        lines += [
+            f"## {metric}",
+            "",
+            "| dataset | " + " | ".join(methods) + " | best baseline |",
+            "|---" * (len(methods) + 2) + "|",
+        ]
+        for dataset in datasets:
+            cells, best = [], None
+            for method in methods:
+                values = [r[metric] for r in rows if r["dataset"] == dataset and r["method"] == method]
+                cells.append(_mean_sd(values) if values else "—")
+                if values and method != "bgformer":
+                    best = max(best or -1, float(np.mean(values)))
+            best_cell = "—" if best is None else f"{best:.3f}"
+            lines.append(f"| {dataset} | " + " | ".join(cells) + f" | {best_cell} |")
+        lines.append("")
+    for metric, unit, digits in (("seconds", "Wall time (s)", 1), ("peak_mb", "Peak memory (MB)", 0)):
+        lines += [f"## {unit}", "", "| dataset | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
+        for dataset in datasets:
+            cells = []
+            for method in methods:
+                values = [r[metric] for r in rows if r["dataset"] == dataset and r["method"] == method]
+                cells.append(_mean_sd(values, digits) if values else "—")
+            lines.append(f"| {dataset} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Run the benchmark (or, with ``--worker``, one run) and write the tables."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--datasets", default=None, help="comma-separated names (default: all in ../shared/data)")
+    parser.add_argument("--methods", default="bgformer,kmeans_pca,leiden_res1,leiden_trueK")
+    parser.add_argument("--scvi", action="store_true", help="also run scVI + Leiden at K")
+    parser.add_argument("--out", default=str(RESULTS / "accuracy"))
+    parser.add_argument("--worker", nargs=3, metavar=("DATASET", "METHOD", "SEED"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        dataset, method, seed = args.worker
+        print(json.dumps(run_one(dataset, method, int(seed))))
+        return
+
+    names = args.datasets.split(",") if args.datasets else sorted(p.stem for p in DATA.glob("*.h5ad"))
+    methods = args.methods.split(",") + (["scvi_leiden_trueK"] if args.scvi else [])
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else []
+    done = {(r["dataset"], r["method"], r["seed"]) for r in rows}
+    for dataset in names:
+        for method in methods:
+            for seed in range(args.seeds):
+                if (dataset, method, seed) in done:
+                    continue
+                result = subprocess.run(
+                    [sys.executable, __file__, "--worker", dataset, method, str(seed)],
+                    capture_output=True, text=True, check=False,
+                )  # fmt: skip
+                if result.returncode != 0:
+                    print(f"{dataset} {method} {seed} FAILED\n{result.stderr[-2000:]}", flush=True)
+                    continue
+                row = json.loads(result.stdout.strip().splitlines()[-1])
+                rows.append(row)
+                print(
+                    f"{dataset:14s} {method:18s} seed {seed}  ARI {row['ARI']:.3f}  NMI {row['NMI']:.3f}  "
+                    f"ACC {row['ACC']:.3f}  {row['seconds']:.1f}s  {row['peak_mb']:.0f}MB",
+                    flush=True,
+                )
+                # keep partial results, so an interrupted benchmark resumes where it stopped
+                out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+    table = write_tables(rows, args.seeds)
+    out.with_suffix(".md").write_text(table + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

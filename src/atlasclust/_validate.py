@@ -1,0 +1,20 @@
+"""Checks of user arguments shared by the ``tl`` functions; errors name the problem and the fix."""
+
+from __future__ import annotations
+
+import numbers
+
+
+def check_cluster_count(n_clusters: int | None, n_obs: int) -> None:
+    """``n_clusters`` is ``None`` or an integer from 2 to the number of cells."""
+    if n_clusters is None:
+        return
+    if not isinstance(n_clusters, numbers.Integral) or isinstance(n_clusters, bool):
+        msg = f"n_clusters must be an integer or None, got {n_clusters!r}."
+        raise TypeError(msg)
+    if n_clusters < 2:
+        msg = f"n_clusters={n_clusters} must be at least 2 (or None to find the number with Leiden)."
+        raise ValueError(msg)
+    if n_clusters > n_obs:
+        msg = f"n_clusters={n_clusters} is larger than the number of cells ({n_obs})."
+        raise ValueError(msg)

@@ -1,0 +1,579 @@
+"""BGFormer as a scvi-tools model: setup, training phases, inference, save and load."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator, Sequence
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scanpy as sc
+import torch
+from scvi import REGISTRY_KEYS
+from scvi.data import AnnDataManager
+from scvi.data.fields import LayerField, NumericalObsField
+from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
+from scvi.model.base._save_load import _load_saved_files
+from sklearn.cluster import KMeans
+
+from atlasclust._validate import check_cluster_count
+from atlasclust.data import (
+    counts_matrix,
+    describe_source,
+    log_normalized_moments,
+    scan_counts,
+    select_top_genes,
+    training_view,
+)
+from atlasclust.data._anndata import INDICES_COLUMN, check_same_genes
+
+from ._module import BGFormerModule
+from ._training import BGFormerTrainingPlan
+
+logger = logging.getLogger(__name__)
+
+#: Cells used to initialise anchors and to find cluster centres (a random subsample above it).
+_MAX_INIT_CELLS = 50_000
+#: Fewest cells a model trains on.
+MIN_CELLS = 10
+
+
+def default_max_epochs(n_cells: int) -> int:
+    """Training epochs when none are given: at least 15 epochs and about 300 steps of 256 cells.
+
+    Small datasets get more epochs (up to 300) so that they still see enough optimiser steps.
+    """
+    return int(np.clip(math.ceil(300 * 256 / n_cells), 15, 300))
+
+
+class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
+    """BGFormer: bipartite cell-anchor attention clustering :cite:p:`Liang2026`.
+
+    Cells attend to a small set of learnable anchor tokens instead of to each other, so training
+    is linear in the number of cells. Anchors are learned by ZINB reconstruction of the counts
+    through a nearest-anchor codebook; the embedding is learned by denoising ZINB reconstruction;
+    clusters come from a DEC head whose centres are initialised, after a first training phase,
+    by k-means (``n_clusters`` given) or Leiden (``n_clusters=None``) on the learned embedding.
+
+    Parameters
+    ----------
+    adata
+        AnnData registered with :meth:`setup_anndata` (raw counts, in memory or backed).
+    n_clusters
+        Number of clusters; ``None`` finds it by Leiden on the embedding after pre-training.
+    n_top_genes
+        Number of highly variable genes (Seurat flavour) the model uses; ``None`` uses all genes.
+    n_latent
+        Width of the embedding, the anchors and the attention.
+    n_anchors
+        Number of anchor tokens.
+    n_heads
+        Number of attention heads.
+    n_ffn
+        Width of the transformer's feed-forward block.
+    dropout
+        Dropout in the transformer layer.
+    input_noise
+        Std of the noise added to the scaled input for the self-supervised reconstruction.
+    anchor_refresh
+        Re-seed dead and over-used anchors during training, as in the reference.
+    dec_weight
+        Weight of the DEC loss in the clustering phase (reference code: 1e-4; paper: 1).
+    anchor_weight
+        Weight of the anchor losses (reconstruction and commitment).
+    resolution
+        Leiden resolution when ``n_clusters`` is ``None``.
+    registry
+        Used by :meth:`load`; leave it out.
+
+    Examples
+    --------
+    >>> BGFormer.setup_anndata(adata, layer="counts")
+    >>> model = BGFormer(adata, n_clusters=8)
+    >>> model.train()
+    >>> adata.obsm["X_bgformer"] = model.get_latent_representation()
+    >>> adata.obs["bgformer"] = model.predict().astype(str)
+    """
+
+    _module_cls = BGFormerModule
+    _training_plan_cls = BGFormerTrainingPlan
+
+    def __init__(
+        self,
+        adata: ad.AnnData | None = None,
+        n_clusters: int | None = None,
+        *,
+        n_top_genes: int | None = 2000,
+        n_latent: int = 128,
+        n_anchors: int = 64,
+        n_heads: int = 4,
+        n_ffn: int = 512,
+        dropout: float = 0.1,
+        input_noise: float = 1.0,
+        anchor_refresh: bool = True,
+        dec_weight: float = 1.0,
+        anchor_weight: float = 1.0,
+        resolution: float = 1.0,
+        registry: dict | None = None,
+    ):
+        super().__init__(adata, registry)
+        n_vars = self.summary_stats.n_vars
+        if n_top_genes is not None and not 0 < n_top_genes <= n_vars:
+            msg = (
+                f"n_top_genes={n_top_genes} must be between 1 and the number of genes ({n_vars}); "
+                "pass n_top_genes=None to use all genes."
+            )
+            raise ValueError(msg)
+        check_cluster_count(n_clusters, self.summary_stats.n_cells)
+        self.n_clusters = n_clusters
+        self.resolution = resolution
+        self.module = BGFormerModule(
+            n_vars,
+            n_vars if n_top_genes is None else n_top_genes,
+            n_latent=n_latent,
+            n_anchors=n_anchors,
+            n_heads=n_heads,
+            n_ffn=n_ffn,
+            dropout=dropout,
+            input_noise=input_noise,
+            anchor_refresh=anchor_refresh,
+            dec_weight=dec_weight,
+            anchor_weight=anchor_weight,
+        )
+        self.n_top_genes = n_top_genes
+        self.is_prepared_ = False
+        self.n_clusters_: int | None = None
+        self._model_summary_string = (
+            f"BGFormer with n_latent={n_latent}, n_anchors={n_anchors}, n_heads={n_heads}, "
+            f"n_top_genes={n_top_genes}, n_clusters={n_clusters}"
+        )
+        self.init_params_ = self._get_init_params(locals())
+
+    # ------------------------------------------------------------------------------------ setup
+    @classmethod
+    def setup_anndata(cls, adata: ad.AnnData, layer: str | None = None, **kwargs) -> None:
+        """Register ``adata`` (raw counts in ``X`` or ``layers[layer]``) with scvi-tools.
+
+        Like every scvi-tools model this adds registration keys to ``adata`` (and an
+        ``obs["_indices"]`` column holding each cell's row). :func:`atlasclust.tl.bgformer`
+        registers a light view instead, so it leaves the user's object untouched.
+
+        Parameters
+        ----------
+        adata
+            AnnData with raw counts, in memory or opened with ``backed="r"``.
+        layer
+            Layer holding the raw counts; ``None`` uses ``X``.
+        **kwargs
+            Passed to :meth:`scvi.data.AnnDataManager.register_fields`.
+        """
+        setup_method_args = cls._get_setup_method_args(**locals())
+        counts_matrix(adata, layer)  # fail early with a clear message when the layer is missing
+        if INDICES_COLUMN not in adata.obs:
+            adata.obs[INDICES_COLUMN] = np.arange(adata.n_obs)
+        fields = [
+            LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=True),
+            NumericalObsField(REGISTRY_KEYS.INDICES_KEY, INDICES_COLUMN),
+        ]
+        manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
+        manager.register_fields(adata, **kwargs)
+        cls.register_manager(manager)
+
+    @property
+    def _layer(self) -> str | None:
+        return self.registry_["setup_args"]["layer"]
+
+    def _as_registered(self, adata: ad.AnnData | None) -> ad.AnnData:
+        """The registered AnnData for ``adata``: a checked, registered view of a user's object."""
+        if adata is None:
+            return self.adata
+        if self.get_anndata_manager(adata) is not None:
+            return adata
+        check_same_genes(self.adata.var_names, adata)
+        view = training_view(adata, self._layer)
+        return self._validate_anndata(view)
+
+    # ------------------------------------------------------------------------------------ training
+    def _fit_input_transform(self) -> None:
+        """Stream over the counts once: validate them, pick genes, learn the scaling."""
+        matrix = counts_matrix(self.adata, self._layer)
+        source = describe_source(self._layer)
+        statistics = scan_counts(matrix, source=source)
+        if self.n_top_genes is None:
+            gene_index = np.arange(matrix.shape[1])
+        else:
+            gene_index = select_top_genes(statistics, self.n_top_genes)
+        median = statistics.median_library_size
+        mean, std = log_normalized_moments(matrix, statistics.library_size, gene_index, target_sum=median)
+        self.module.set_gene_statistics(gene_index, mean, std, median)
+        self.selected_genes_ = np.asarray(self.adata.var_names[gene_index]).astype(str)
+
+    def _sample_cells(self, rng: np.random.Generator) -> np.ndarray:
+        n_obs = self.adata.n_obs
+        if n_obs <= _MAX_INIT_CELLS:
+            return np.arange(n_obs)
+        return np.sort(rng.choice(n_obs, _MAX_INIT_CELLS, replace=False))
+
+    @torch.no_grad()
+    def _initialize_anchors(self, cells: np.ndarray, batch_size: int, random_state: int) -> None:
+        """Anchors from spherical k-means on the (untrained) anchor-side encodings of ``cells``."""
+        self.module.train()  # batch statistics in BatchNorm, as in the reference
+        encodings = [
+            self.module.anchor_encoder(outputs["scaled"])
+            for _, outputs in self._batches(None, cells, batch_size, embed=False)
+        ]
+        self.module.codebook.initialize(torch.cat(encodings), random_state=random_state)
+        self.module.eval()
+
+    def _initialize_clusters(self, cells: np.ndarray, batch_size: int, random_state: int) -> None:
+        """DEC centres in the embedding the DEC head compares: k-means or Leiden on ``cells``."""
+        latent = self.get_latent_representation(indices=cells, batch_size=batch_size)
+        if self.n_clusters is not None:
+            n_clusters = min(self.n_clusters, len(np.unique(latent, axis=0)))
+            centers = KMeans(n_clusters=n_clusters, n_init=10, random_state=random_state).fit(latent).cluster_centers_
+        else:
+            groups = leiden_on_embedding(latent, resolution=self.resolution, random_state=random_state)
+            centers = np.stack([latent[groups == g].mean(axis=0) for g in np.unique(groups)])
+        self.n_clusters_ = len(centers)
+        self.module.set_centers(torch.as_tensor(centers, dtype=torch.float32))
+
+    def train(
+        self,
+        max_epochs: int | None = None,
+        *,
+        pretrain_fraction: float = 0.5,
+        batch_size: int = 256,
+        lr: float = 1e-3,
+        weight_decay: float = 0.01,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        strategy: str = "auto",
+        train_size: float | None = None,
+        early_stopping: bool = False,
+        num_workers: int = 0,
+        enable_progress_bar: bool = True,
+        random_state: int = 0,
+        plan_kwargs: dict | None = None,
+        **trainer_kwargs,
+    ) -> None:
+        """Train in two phases through scvi-tools' Lightning trainer.
+
+        Phase one trains the embedding and the anchors (no clustering loss). The DEC centres are
+        then initialised on the learned embedding (k-means with ``n_clusters``, or Leiden), and
+        phase two trains everything with the DEC loss. No label is used anywhere.
+
+        Parameters
+        ----------
+        max_epochs
+            Total epochs of both phases; ``None`` gives at least 15 epochs and about 300 steps of
+            256 cells (at most 300 epochs).
+        pretrain_fraction
+            Share of the epochs spent before the clustering head is initialised.
+        batch_size
+            Cells per mini-batch.
+        lr
+            AdamW learning rate.
+        weight_decay
+            AdamW weight decay.
+        accelerator
+            Lightning accelerator (``"cpu"``, ``"gpu"``, ``"auto"``).
+        devices
+            Lightning devices.
+        strategy
+            Lightning strategy, e.g. ``"ddp"`` for several GPUs.
+        train_size
+            Share of cells trained on; the rest give an unsupervised validation loss. Defaults to
+            1.0, or 0.9 with ``early_stopping``.
+        early_stopping
+            Stop each phase when the validation loss stops improving.
+        num_workers
+            Data-loader worker processes (useful for backed data).
+        enable_progress_bar
+            Show Lightning's progress bar.
+        random_state
+            Seed of the anchor and centre initialisation.
+        plan_kwargs
+            Extra arguments of :class:`scvi.train.TrainingPlan`.
+        **trainer_kwargs
+            Extra arguments of :class:`scvi.train.Trainer` (e.g. ``callbacks``).
+        """
+        n_obs = self.adata.n_obs
+        if n_obs < MIN_CELLS:
+            msg = f"Only {n_obs} cells: BGFormer needs at least {MIN_CELLS} cells to train."
+            raise ValueError(msg)
+        if self.n_clusters is not None and self.n_clusters > n_obs:
+            msg = f"n_clusters={self.n_clusters} is larger than the number of cells ({n_obs})."
+            raise ValueError(msg)
+        max_epochs = default_max_epochs(n_obs) if max_epochs is None else max_epochs
+        n_pretrain = int(np.clip(round(pretrain_fraction * max_epochs), 1, max(max_epochs - 1, 1)))
+        train_size = (0.9 if early_stopping else 1.0) if train_size is None else train_size
+        n_train = math.ceil(train_size * n_obs)
+        batch_size = min(batch_size, n_train)
+        rng = np.random.default_rng(random_state)
+        init_cells = self._sample_cells(rng)
+
+        if not self.is_prepared_:
+            self._fit_input_transform()
+            self._initialize_anchors(init_cells, batch_size, random_state)
+            self.is_prepared_ = True
+
+        fit_kwargs = {
+            "batch_size": batch_size,
+            "accelerator": accelerator,
+            "devices": devices,
+            "strategy": strategy,
+            "train_size": train_size,
+            "early_stopping": early_stopping,
+            "enable_progress_bar": enable_progress_bar,
+            # a last batch of one cell would break BatchNorm
+            "datasplitter_kwargs": {"num_workers": num_workers, "drop_last": n_train % batch_size == 1},
+            "plan_kwargs": {"optimizer": "AdamW", "lr": lr, "weight_decay": weight_decay, "eps": 1e-8}
+            | (plan_kwargs or {}),
+            **trainer_kwargs,
+        }
+        # Lightning keeps the mode it finds the module in
+        self.module.train()
+        self.module.clustering_active = False
+        super().train(max_epochs=n_pretrain, **fit_kwargs)
+        n_pretrain_done = len(_history_frame(self.history_))
+
+        self._initialize_clusters(init_cells, batch_size, random_state)
+        self.module.clustering_active = True
+        if max_epochs > n_pretrain:
+            self.module.train()
+            super().train(max_epochs=max_epochs - n_pretrain, **fit_kwargs)
+        self.module.eval()
+        # scvi-tools appends the second fit's epochs to the first's
+        history = _history_frame(self.history_)
+        history.insert(0, "phase", np.where(np.arange(len(history)) < n_pretrain_done, "pretrain", "cluster"))
+        self.history_ = history
+
+    # ------------------------------------------------------------------------------------ inference
+    def _batches(
+        self,
+        adata: ad.AnnData | None,
+        indices: Sequence[int] | None,
+        batch_size: int | None,
+        *,
+        embed: bool = True,
+        num_workers: int = 0,
+    ) -> Iterator[tuple[np.ndarray, dict]]:
+        """Yield (positions in ``indices``, module outputs) for each batch; callers set the grad mode."""
+        adata = self._as_registered(adata)
+        indices = np.arange(adata.n_obs) if indices is None else np.asarray(indices)
+        position = np.full(adata.n_obs, -1)
+        position[indices] = np.arange(len(indices))
+        loader = self._make_data_loader(adata, indices=indices, batch_size=batch_size or 1024, num_workers=num_workers)
+        was_active = self.module.clustering_active
+        self.module.clustering_active = embed
+        try:
+            for tensors in loader:
+                outputs = self.module.inference(
+                    counts_all=tensors[REGISTRY_KEYS.X_KEY], indices=tensors[REGISTRY_KEYS.INDICES_KEY]
+                )
+                yield position[outputs["indices"].cpu().numpy()], outputs
+        finally:
+            self.module.clustering_active = was_active
+
+    @torch.inference_mode()
+    def get_latent_representation(
+        self,
+        adata: ad.AnnData | None = None,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+        *,
+        num_workers: int = 0,
+    ) -> np.ndarray:
+        """Embedding (``cells x n_latent``, float32) of ``adata`` (default: the training data).
+
+        Parameters
+        ----------
+        adata
+            Any AnnData with the training genes (in the same order and layer).
+        indices
+            Cells to embed; all by default.
+        batch_size
+            Cells per batch.
+        num_workers
+            Data-loader worker processes.
+        """
+        self.module.eval()
+        n = self._as_registered(adata).n_obs if indices is None else len(indices)
+        latent = np.empty((n, self._n_latent), dtype=np.float32)
+        for rows, outputs in self._batches(adata, indices, batch_size, num_workers=num_workers):
+            latent[rows] = outputs["z"].float().cpu().numpy()
+        return latent
+
+    @property
+    def _n_latent(self) -> int:
+        return self.module.input_layer.out_features
+
+    @torch.inference_mode()
+    def predict(
+        self,
+        adata: ad.AnnData | None = None,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+        *,
+        soft: bool = False,
+        num_workers: int = 0,
+    ) -> np.ndarray | pd.DataFrame:
+        """Cluster of each cell (``argmax`` of the DEC soft assignment), or the soft assignments.
+
+        Works on any AnnData with the training genes, including cells not seen in training.
+
+        Parameters
+        ----------
+        adata
+            AnnData to cluster; the training data by default.
+        indices
+            Cells to cluster; all by default.
+        batch_size
+            Cells per batch.
+        soft
+            Return the soft assignments (cells x clusters :class:`~pandas.DataFrame`) instead.
+        num_workers
+            Data-loader worker processes.
+        """
+        self._check_if_trained(warn=False)
+        registered = self._as_registered(adata)
+        n = registered.n_obs if indices is None else len(indices)
+        q = np.empty((n, self.n_clusters_), dtype=np.float32)
+        for rows, outputs in self._batches(registered, indices, batch_size, num_workers=num_workers):
+            q[rows] = self.module.soft_assignment(outputs["z"]).float().cpu().numpy()
+        if not soft:
+            return q.argmax(axis=1)
+        names = registered.obs_names if indices is None else registered.obs_names[np.asarray(indices)]
+        return pd.DataFrame(q, index=names, columns=[str(k) for k in range(self.n_clusters_)])
+
+    @torch.inference_mode()
+    def get_attention(
+        self,
+        adata: ad.AnnData | None = None,
+        indices: Sequence[int] | None = None,
+        batch_size: int | None = None,
+        *,
+        groups: Sequence | np.ndarray | None = None,
+        num_workers: int = 0,
+    ) -> np.ndarray | dict[str, np.ndarray]:
+        """Cell-to-anchor attention weights.
+
+        Parameters
+        ----------
+        adata
+            AnnData; the training data by default.
+        indices
+            Cells; all by default.
+        batch_size
+            Cells per batch.
+        groups
+            One group label per selected cell. When given, returns the mean attention per group
+            (``{group: heads x anchors}``) instead of the per-cell array.
+        num_workers
+            Data-loader worker processes.
+
+        Returns
+        -------
+        ``cells x heads x anchors`` array (rows sum to one per head), or per-group means.
+        """
+        self.module.eval()
+        n_heads = self.module.encoder.attention.n_heads
+        n_anchors = self.module.codebook.n_anchors
+        n = self._as_registered(adata).n_obs if indices is None else len(indices)
+        if groups is None:
+            weights = np.empty((n, n_heads, n_anchors), dtype=np.float32)
+            for rows, outputs in self._batches(adata, indices, batch_size, num_workers=num_workers):
+                weights[rows] = outputs["attention"].float().cpu().numpy()
+            return weights
+        groups = np.asarray(groups)
+        if len(groups) != n:
+            msg = f"groups has {len(groups)} entries for {n} cells."
+            raise ValueError(msg)
+        names, codes = np.unique(groups, return_inverse=True)
+        sums = np.zeros((len(names), n_heads, n_anchors))
+        for rows, outputs in self._batches(adata, indices, batch_size, num_workers=num_workers):
+            np.add.at(sums, codes[rows], outputs["attention"].double().cpu().numpy())
+        means = sums / np.bincount(codes, minlength=len(names))[:, None, None]
+        return {str(name): mean for name, mean in zip(names, means, strict=True)}
+
+    @torch.inference_mode()
+    def summarize(
+        self, adata: ad.AnnData | None = None, *, batch_size: int | None = None, num_workers: int = 0
+    ) -> dict[str, np.ndarray]:
+        """Everything :func:`atlasclust.tl.bgformer` writes, in one pass over the data.
+
+        Returns
+        -------
+        ``latent`` (cells x n_latent), ``soft`` (cells x clusters), ``attention`` (clusters x
+        heads x anchors, mean over the cells of each predicted cluster) and ``anchor_usage``
+        (share of cells whose nearest anchor is each anchor).
+        """
+        self._check_if_trained(warn=False)
+        self.module.eval()
+        registered = self._as_registered(adata)
+        n_heads = self.module.encoder.attention.n_heads
+        n_anchors = self.module.codebook.n_anchors
+        latent = np.empty((registered.n_obs, self._n_latent), dtype=np.float32)
+        soft = np.empty((registered.n_obs, self.n_clusters_), dtype=np.float32)
+        attention = torch.zeros(self.n_clusters_, n_heads, n_anchors, dtype=torch.float64)
+        anchor_counts = torch.zeros(n_anchors, dtype=torch.float64)
+        for rows, outputs in self._batches(registered, None, batch_size, num_workers=num_workers):
+            q = self.module.soft_assignment(outputs["z"])
+            latent[rows] = outputs["z"].float().cpu().numpy()
+            soft[rows] = q.float().cpu().numpy()
+            attention.index_add_(0, q.argmax(dim=1).cpu(), outputs["attention"].double().cpu())
+            index, _ = self.module.codebook.assign(self.module.anchor_encoder(outputs["scaled"]))
+            anchor_counts += torch.bincount(index.cpu(), minlength=n_anchors).double()
+        cluster_sizes = np.bincount(soft.argmax(axis=1), minlength=self.n_clusters_)
+        attention = attention.numpy() / np.maximum(cluster_sizes, 1)[:, None, None]
+        return {
+            "latent": latent,
+            "soft": soft,
+            "attention": attention.astype(np.float32),
+            "anchor_usage": (anchor_counts / registered.n_obs).numpy().astype(np.float32),
+        }
+
+    # ------------------------------------------------------------------------------------ save / load
+    @classmethod
+    def load(cls, dir_path: str, adata: ad.AnnData, **kwargs) -> BGFormer:
+        """Load a saved model for ``adata``, which must have the training genes in the same order.
+
+        ``adata`` itself is not modified: the model registers a light view of it.
+
+        Parameters
+        ----------
+        dir_path
+            Folder written by :meth:`save`.
+        adata
+            AnnData with the same genes (and counts in the same layer) as the training data.
+        **kwargs
+            Passed to :meth:`scvi.model.base.BaseModelClass.load` (e.g. ``accelerator``).
+        """
+        _, var_names, _, _ = _load_saved_files(dir_path, load_adata=False, map_location="cpu")
+        check_same_genes(pd.Index(var_names), adata)
+        registry = cls.load_registry(dir_path)
+        view = training_view(adata, registry["setup_args"]["layer"])
+        return super().load(dir_path, adata=view, **kwargs)
+
+
+def leiden_on_embedding(
+    latent: np.ndarray, *, resolution: float, random_state: int, n_neighbors: int = 15
+) -> np.ndarray:
+    """Leiden clusters (integer codes) of a kNN graph of ``latent``, through scanpy."""
+    embedded = ad.AnnData(obs=pd.DataFrame(index=np.arange(len(latent)).astype(str)), obsm={"X_latent": latent})
+    sc.pp.neighbors(
+        embedded, n_neighbors=min(n_neighbors, len(latent) - 1), use_rep="X_latent", random_state=random_state
+    )
+    sc.tl.leiden(embedded, resolution=resolution, flavor="igraph", n_iterations=2, random_state=random_state)
+    return embedded.obs["leiden"].cat.codes.to_numpy()
+
+
+def _history_frame(history: dict | None) -> pd.DataFrame:
+    """Per-epoch metrics of scvi-tools' history (a frame per metric) as one frame."""
+    frames = [frame for key, frame in (history or {}).items() if not key.startswith("kl_")]
+    if not frames:
+        return pd.DataFrame()
+    # scvi-tools keeps object columns; h5ad needs plain floats
+    return pd.concat(frames, axis=1).reset_index(drop=True).apply(pd.to_numeric).astype(np.float64)

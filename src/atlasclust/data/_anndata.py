@@ -1,0 +1,66 @@
+"""Read counts from a user's AnnData without touching it."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+#: obs column of the training view holding each cell's row number (scvi-tools' ``INDICES_KEY``).
+INDICES_COLUMN = "_indices"
+
+
+def describe_source(layer: str | None) -> str:
+    """How the user refers to the counts, for messages."""
+    return "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+
+
+def counts_matrix(adata: ad.AnnData, layer: str | None):
+    """The counts matrix (``X`` or a layer), in memory or backed; never copied.
+
+    Raises :class:`KeyError` when the layer is missing and :class:`ValueError` when ``X`` is empty.
+    """
+    if layer is None:
+        if adata.X is None:
+            msg = "adata.X is empty. Pass the layer that holds raw counts, e.g. `layer='counts'`."
+            raise ValueError(msg)
+        return adata.X
+    if layer not in adata.layers:
+        available = ", ".join(map(repr, adata.layers.keys())) or "none"
+        msg = f"Layer {layer!r} not found in adata.layers (available: {available})."
+        raise KeyError(msg)
+    return adata.layers[layer]
+
+
+def training_view(adata: ad.AnnData, layer: str | None = None) -> ad.AnnData:
+    """A light AnnData sharing the counts of ``adata``, for scvi-tools to register.
+
+    scvi-tools writes registration keys into the AnnData it is given; registering this view instead
+    keeps the user's object exactly as it was. The counts are shared, not copied (for a backed
+    file, the view reads from the same file). The view has the counts where the user has them
+    (``X`` or ``layers[layer]``), and a per-cell row index so that batches can be put back in place.
+    """
+    matrix = counts_matrix(adata, layer)
+    obs = pd.DataFrame({INDICES_COLUMN: np.arange(adata.n_obs)}, index=adata.obs_names.copy())
+    var = pd.DataFrame(index=adata.var_names.copy())
+    if layer is None:
+        return ad.AnnData(X=matrix, obs=obs, var=var)
+    return ad.AnnData(obs=obs, var=var, layers={layer: matrix})
+
+
+def check_same_genes(expected: pd.Index, adata: ad.AnnData) -> None:
+    """Raise a :class:`ValueError` listing the difference when ``adata`` lacks the expected genes in order."""
+    found = adata.var_names
+    if len(found) == len(expected) and np.array_equal(np.asarray(found), np.asarray(expected)):
+        return
+    missing = expected.difference(found)
+    extra = found.difference(expected)
+    parts = [f"the model was trained on {len(expected)} genes, adata has {len(found)}"]
+    if len(missing):
+        parts.append(f"missing: {list(missing[:10])}{' …' if len(missing) > 10 else ''}")
+    if len(extra):
+        parts.append(f"not in the model: {list(extra[:10])}{' …' if len(extra) > 10 else ''}")
+    if not len(missing) and not len(extra):
+        parts.append("same genes in another order: use adata[:, model_genes]")
+    msg = "Genes do not match the model: " + "; ".join(parts) + "."
+    raise ValueError(msg)

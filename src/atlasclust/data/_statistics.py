@@ -1,0 +1,186 @@
+"""Streaming checks and statistics over a count matrix, in memory or backed.
+
+Every function here reads the matrix in row chunks, so a backed ``.h5ad`` is never loaded or
+densified as a whole; in-memory and backed inputs go through the same code and give the same
+numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+#: Elements (rows x genes) read per chunk when a chunk is dense.
+_CHUNK_ELEMENTS = 20_000_000
+
+
+def _chunk_rows(n_vars: int) -> int:
+    return int(np.clip(_CHUNK_ELEMENTS // max(n_vars, 1), 256, 10_000))
+
+
+def iter_row_chunks(matrix, *, chunk_size: int | None = None) -> Iterator[tuple[int, int, sp.csr_matrix]]:
+    """Yield ``(start, stop, chunk)`` with each chunk as a CSR matrix of float64."""
+    n_obs, n_vars = matrix.shape
+    chunk_size = chunk_size or _chunk_rows(n_vars)
+    for start in range(0, n_obs, chunk_size):
+        stop = min(start + chunk_size, n_obs)
+        chunk = matrix[start:stop]
+        chunk = sp.csr_matrix(chunk) if sp.issparse(chunk) else sp.csr_matrix(np.asarray(chunk))
+        yield start, stop, chunk.astype(np.float64)
+
+
+@dataclass(frozen=True)
+class CountStatistics:
+    """What one streaming pass learns about a count matrix.
+
+    Attributes
+    ----------
+    library_size
+        Total counts of each cell over all genes.
+    n_cells_per_gene
+        Number of cells in which each gene is detected.
+    normalized_mean
+        Per-gene mean of library-size-normalised counts (each cell scaled to the median library).
+    normalized_var
+        Per-gene variance (``ddof=1``) of the same values.
+    """
+
+    library_size: np.ndarray
+    n_cells_per_gene: np.ndarray
+    normalized_mean: np.ndarray
+    normalized_var: np.ndarray
+
+    @property
+    def median_library_size(self) -> float:
+        """Median library size, the target of the normalisation."""
+        return float(np.median(self.library_size))
+
+
+def _check_chunk(values: np.ndarray, *, source: str) -> None:
+    if not np.all(np.isfinite(values)):
+        msg = f"{source} contains NaN or infinite values. Remove or repair those entries before clustering."
+        raise ValueError(msg)
+    if np.any(values < 0):
+        msg = (
+            f"{source} contains negative values, so it does not hold raw counts. "
+            "Pass the layer that holds raw counts, e.g. `layer='counts'`."
+        )
+        raise ValueError(msg)
+    if np.any(values != np.round(values)):
+        msg = (
+            f"{source} contains non-integer values (normalised or log-transformed data?). "
+            "These methods model raw counts: pass the layer that holds them, e.g. `layer='counts'`."
+        )
+        raise ValueError(msg)
+
+
+def scan_counts(matrix, *, source: str = "adata.X", chunk_size: int | None = None) -> CountStatistics:
+    """Validate raw counts and compute library sizes and normalised per-gene moments in one pass.
+
+    Parameters
+    ----------
+    matrix
+        Cells x genes counts: dense, scipy sparse or a backed anndata dataset.
+    source
+        How the user refers to ``matrix``, used in error messages.
+    chunk_size
+        Rows read at a time.
+
+    Returns
+    -------
+    The statistics; raises :class:`ValueError` naming the problem and the fix when the matrix is
+    not a valid count matrix (NaN/inf, negative, non-integer, empty cells or genes).
+    """
+    n_obs, n_vars = matrix.shape
+    library_size = np.zeros(n_obs, dtype=np.float64)
+    n_cells = np.zeros(n_vars, dtype=np.int64)
+    # sums of x / library and (x / library)^2: the median is only known at the end, and
+    # normalised counts are x * median / library, so the moments factor.
+    sum_scaled = np.zeros(n_vars, dtype=np.float64)
+    sum_scaled_sq = np.zeros(n_vars, dtype=np.float64)
+    for start, stop, chunk in iter_row_chunks(matrix, chunk_size=chunk_size):
+        _check_chunk(chunk.data, source=source)
+        chunk.eliminate_zeros()
+        lib = np.asarray(chunk.sum(axis=1)).ravel()
+        library_size[start:stop] = lib
+        if np.any(lib == 0):
+            msg = (
+                f"{source} has cells with no counts (e.g. row {start + int(np.argmax(lib == 0))}). "
+                "Remove them first, e.g. `sc.pp.filter_cells(adata, min_counts=1)`."
+            )
+            raise ValueError(msg)
+        n_cells += np.bincount(chunk.indices, minlength=n_vars)
+        scaled = sp.diags(1.0 / lib) @ chunk
+        sum_scaled += np.asarray(scaled.sum(axis=0)).ravel()
+        sum_scaled_sq += np.asarray(scaled.multiply(scaled).sum(axis=0)).ravel()
+    if np.any(n_cells == 0):
+        msg = (
+            f"{source} has {int(np.sum(n_cells == 0))} genes with no counts in any cell. "
+            "Remove them first, e.g. `sc.pp.filter_genes(adata, min_cells=1)`."
+        )
+        raise ValueError(msg)
+    median = float(np.median(library_size))
+    mean = median * sum_scaled / n_obs
+    second_moment = median**2 * sum_scaled_sq / n_obs
+    var = np.maximum(second_moment - mean**2, 0.0) * n_obs / max(n_obs - 1, 1)
+    return CountStatistics(library_size, n_cells, mean, var)
+
+
+def seurat_dispersion_rank(statistics: CountStatistics, *, n_bins: int = 20) -> np.ndarray:
+    """Normalised dispersion of each gene, as scanpy's ``flavor="seurat"`` computes it.
+
+    This is the same computation as :func:`scanpy.pp.highly_variable_genes` with the Seurat
+    flavour on median-normalised, log1p data, done from streamed moments so that it also works
+    on backed data (a test checks it against scanpy).
+    """
+    mean = statistics.normalized_mean.copy()
+    mean[mean == 0] = 1e-12
+    dispersion = statistics.normalized_var / mean
+    dispersion[dispersion == 0] = np.nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dispersion = np.log(dispersion)
+    frame = pd.DataFrame({"means": np.log1p(mean), "dispersions": dispersion})
+    frame["mean_bin"] = pd.cut(frame["means"], bins=n_bins)
+    stats = frame.groupby("mean_bin", observed=True)["dispersions"].agg(avg="mean", dev="std")
+    # a bin with one gene has no std: scanpy gives such genes a normalised dispersion of 1
+    single = stats["dev"].isnull()
+    stats.loc[single, "dev"] = stats.loc[single, "avg"]
+    stats.loc[single, "avg"] = 0
+    per_gene = stats.loc[frame["mean_bin"]].to_numpy()
+    return (frame["dispersions"].to_numpy() - per_gene[:, 0]) / per_gene[:, 1]
+
+
+def select_top_genes(statistics: CountStatistics, n_top_genes: int) -> np.ndarray:
+    """Indices (sorted) of the ``n_top_genes`` most variable genes (Seurat flavour)."""
+    score = np.nan_to_num(seurat_dispersion_rank(statistics), nan=-np.inf)
+    order = np.argsort(-score, kind="stable")
+    return np.sort(order[:n_top_genes])
+
+
+def log_normalized_moments(
+    matrix,
+    library_size: np.ndarray,
+    gene_index: np.ndarray,
+    *,
+    target_sum: float,
+    chunk_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-gene mean and std (``ddof=1``) of ``log1p(x * target_sum / library)`` on the chosen genes."""
+    n_obs = matrix.shape[0]
+    total = np.zeros(len(gene_index))
+    total_sq = np.zeros(len(gene_index))
+    for start, stop, chunk in iter_row_chunks(matrix, chunk_size=chunk_size):
+        sub = chunk[:, gene_index]
+        sub = sp.diags(target_sum / library_size[start:stop]) @ sub
+        sub.data = np.log1p(sub.data)
+        total += np.asarray(sub.sum(axis=0)).ravel()
+        total_sq += np.asarray(sub.multiply(sub).sum(axis=0)).ravel()
+    mean = total / n_obs
+    var = np.maximum(total_sq / n_obs - mean**2, 0.0) * n_obs / max(n_obs - 1, 1)
+    std = np.sqrt(var)
+    std[std == 0] = 1.0
+    return mean, std

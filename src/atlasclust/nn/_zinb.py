@@ -1,0 +1,43 @@
+"""ZINB output heads; the likelihood itself is scvi-tools'."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from scvi.distributions import ZeroInflatedNegativeBinomial
+from torch import nn
+
+_LOG_MEAN_MIN, _LOG_MEAN_MAX = math.log(1e-5), math.log(1e6)
+
+
+class ZINBDecoder(nn.Module):
+    """Map an embedding to a zero-inflated negative binomial over genes.
+
+    As in BGFormer's reference: one linear layer to twice the width (no activation), then three
+    linear heads for the mean (exp, clamped to [1e-5, 1e6]), the dispersion (softplus, clamped to
+    [1e-4, 1e4]) and the dropout. The dropout head returns logits, the parametrisation of
+    :class:`scvi.distributions.ZeroInflatedNegativeBinomial`.
+    """
+
+    def __init__(self, n_in: int, n_genes: int):
+        super().__init__()
+        self.hidden = nn.Linear(n_in, 2 * n_in)
+        self.mean = nn.Linear(2 * n_in, n_genes)
+        self.dispersion = nn.Linear(2 * n_in, n_genes)
+        self.dropout_logits = nn.Linear(2 * n_in, n_genes)
+
+    def forward(self, h: torch.Tensor, size_factor: torch.Tensor) -> ZeroInflatedNegativeBinomial:
+        """Distribution of the counts of cells embedded as ``h`` with library ``size_factor``."""
+        hidden = self.hidden(h)
+        # clamping the log keeps gradients finite where exp would overflow
+        mean = torch.exp(self.mean(hidden).clamp(_LOG_MEAN_MIN, _LOG_MEAN_MAX)) * size_factor[:, None]
+        theta = nn.functional.softplus(self.dispersion(hidden)).clamp(1e-4, 1e4)
+        return ZeroInflatedNegativeBinomial(
+            mu=mean, theta=theta, zi_logits=self.dropout_logits(hidden), validate_args=False
+        )
+
+
+def zinb_nll(distribution: ZeroInflatedNegativeBinomial, counts: torch.Tensor) -> torch.Tensor:
+    """Per-cell negative log-likelihood, averaged over genes (the reference's scale)."""
+    return -distribution.log_prob(counts).mean(dim=-1)

@@ -1,0 +1,227 @@
+"""``tl.bgformer``: BGFormer clustering, the scanpy way."""
+
+from __future__ import annotations
+
+import inspect
+
+import anndata as ad
+import numpy as np
+import scvi
+from scanpy import logging as logg
+
+from atlasclust._validate import check_cluster_count
+from atlasclust.bgformer import BGFormer
+from atlasclust.bgformer._model import MIN_CELLS
+from atlasclust.data import counts_matrix, training_view
+
+from ._results import cluster_categorical, package_versions, write_clustering
+
+_MODEL_OPTIONS = set(inspect.signature(BGFormer.__init__).parameters) - {"self", "adata", "registry"}
+
+
+def bgformer(
+    adata: ad.AnnData,
+    n_clusters: int | None = None,
+    *,
+    layer: str | None = None,
+    n_top_genes: int | None = 2000,
+    n_anchors: int = 64,
+    n_heads: int = 4,
+    n_latent: int = 128,
+    resolution: float = 1.0,
+    max_epochs: int | None = None,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    accelerator: str = "auto",
+    devices: int | list[int] | str = "auto",
+    strategy: str = "auto",
+    num_workers: int = 0,
+    early_stopping: bool = False,
+    enable_progress_bar: bool = True,
+    random_state: int = 0,
+    key_added: str = "bgformer",
+    copy: bool = False,
+    return_model: bool = False,
+    **kwargs,
+) -> ad.AnnData | BGFormer | tuple[ad.AnnData, BGFormer] | None:
+    """Cluster cells with BGFormer :cite:p:`Liang2026`.
+
+    Cells attend to ``n_anchors`` learnable anchor tokens (a bipartite cell-anchor graph) rather
+    than to each other, so training time is linear in the number of cells. The model reads raw
+    counts (in memory, sparse or dense, or from a file opened with ``backed="r"``), learns an
+    embedding by ZINB reconstruction and assigns clusters with a DEC head. No cell labels are
+    read.
+
+    Parameters
+    ----------
+    adata
+        Annotated data with raw counts (cells x genes).
+    n_clusters
+        Number of clusters. ``None`` finds it with Leiden (at ``resolution``) on the embedding
+        learned in the first training phase.
+    layer
+        Layer with raw counts; ``None`` uses ``adata.X``.
+    n_top_genes
+        Number of highly variable genes (Seurat flavour, computed in a streaming pass);
+        ``None`` uses all genes.
+    n_anchors
+        Number of anchor tokens.
+    n_heads
+        Number of attention heads (must divide ``n_latent``).
+    n_latent
+        Width of the embedding.
+    resolution
+        Leiden resolution, used when ``n_clusters`` is ``None``.
+    max_epochs
+        Training epochs (both phases); ``None`` gives at least 15 epochs and about 300 steps of
+        256 cells.
+    batch_size
+        Cells per mini-batch.
+    lr
+        Learning rate (AdamW).
+    accelerator
+        Lightning accelerator: ``"auto"``, ``"cpu"``, ``"gpu"``.
+    devices
+        Lightning devices, e.g. ``2`` or ``[0, 1]``.
+    strategy
+        Lightning strategy, e.g. ``"ddp"`` for several GPUs.
+    num_workers
+        Data-loader workers; helps with backed data.
+    early_stopping
+        Stop each phase on an unsupervised validation loss (holds out 10% of cells).
+    enable_progress_bar
+        Show the training progress bar.
+    random_state
+        Seed of everything random in the run (weights, batches, noise, initialisations).
+    key_added
+        Name under which the results are stored (see Returns).
+    copy
+        Return a copy instead of writing into ``adata`` (not for backed data).
+    return_model
+        Also return the trained :class:`~atlasclust.models.BGFormer`, e.g. to ``save`` it or to
+        ``predict`` new cells.
+    **kwargs
+        Further model options (``dropout``, ``input_noise``, ``anchor_refresh``, ``dec_weight``,
+        ``anchor_weight``, ``n_ffn``) or training options of
+        :meth:`~atlasclust.models.BGFormer.train` (``pretrain_fraction``, ``weight_decay``,
+        ``train_size``, ``plan_kwargs``, Lightning ``Trainer`` arguments).
+
+    Returns
+    -------
+    ``None``, the AnnData (``copy=True``), the model (``return_model=True``) or both as
+    ``(adata, model)``. Written, only once training has succeeded:
+
+    `adata.obsm['X_bgformer' | 'X_' + key_added]` : :class:`numpy.ndarray` (float32)
+        The embedding, ``cells x n_latent``.
+    `adata.obs['bgformer' | key_added]` : :class:`pandas.Series` (dtype ``category``)
+        Cluster labels ``'0', '1', …``.
+    `adata.obs['bgformer_confidence' | key_added + '_confidence']` : :class:`pandas.Series` (float)
+        Highest soft-assignment probability of each cell.
+    `adata.uns['bgformer' | key_added]` : :class:`dict`
+        ``params`` (every argument, the seed, the number of clusters, package versions),
+        ``history`` (per-epoch losses), ``attention`` (clusters x heads x anchors mean attention,
+        rows in the order of the label categories), ``anchor_usage`` (share of cells nearest to
+        each anchor) and ``genes`` (the genes the model used).
+
+    Examples
+    --------
+    >>> import scanpy as sc, atlasclust as ac
+    >>> adata = ac.datasets.zeisel()
+    >>> ac.tl.bgformer(adata, n_clusters=7)
+    >>> sc.pl.embedding(adata, basis="bgformer", color="bgformer")
+    """
+    arguments = {name: value for name, value in locals().items() if name not in ("adata", "kwargs")} | kwargs
+    start = logg.info("running BGFormer")
+    if copy and adata.isbacked:
+        msg = "copy=True needs an in-memory AnnData; with backed data, write the result with adata.write(new_path)."
+        raise ValueError(msg)
+    counts_matrix(adata, layer)  # KeyError for a missing layer, before any work
+    check_cluster_count(n_clusters, adata.n_obs)
+    if adata.n_obs < MIN_CELLS:
+        msg = f"Only {adata.n_obs} cells: BGFormer needs at least {MIN_CELLS} cells to train."
+        raise ValueError(msg)
+    if n_top_genes is not None and n_top_genes > adata.n_vars:
+        msg = (
+            f"n_top_genes={n_top_genes} is larger than the number of genes ({adata.n_vars}); "
+            f"pass n_top_genes=None to use all genes, or a smaller number."
+        )
+        raise ValueError(msg)
+    model_options = {k: v for k, v in kwargs.items() if k in _MODEL_OPTIONS}
+    train_options = {k: v for k, v in kwargs.items() if k not in _MODEL_OPTIONS}
+
+    scvi.settings.seed = random_state
+    view = training_view(adata, layer)
+    BGFormer.setup_anndata(view, layer=layer)
+    model = BGFormer(
+        view,
+        n_clusters,
+        n_top_genes=n_top_genes,
+        n_latent=n_latent,
+        n_anchors=n_anchors,
+        n_heads=n_heads,
+        resolution=resolution,
+        **model_options,
+    )
+    model.train(
+        max_epochs,
+        batch_size=batch_size,
+        lr=lr,
+        accelerator=accelerator,
+        devices=devices,
+        strategy=strategy,
+        num_workers=num_workers,
+        early_stopping=early_stopping,
+        enable_progress_bar=enable_progress_bar,
+        random_state=random_state,
+        **train_options,
+    )
+    summary = model.summarize(num_workers=num_workers)
+    codes = summary["soft"].argmax(axis=1)
+    labels = cluster_categorical(codes)
+    present = np.asarray(labels.categories).astype(int)
+    if len(present) < model.n_clusters_:
+        logg.warning(f"{model.n_clusters_ - len(present)} of {model.n_clusters_} clusters received no cells")
+
+    params = arguments | {
+        "n_epochs_trained": len(model.history_),
+        "n_clusters_found": int(model.n_clusters_),
+        "versions": package_versions(),
+    }
+    target = adata.copy() if copy else adata
+    written = write_clustering(
+        target,
+        key_added,
+        embedding=summary["latent"],
+        labels=labels,
+        obs_extra={f"{key_added}_confidence": summary["soft"].max(axis=1)},
+        uns={
+            "params": _storable(params),
+            "history": model.history_,
+            "attention": summary["attention"][present],
+            "anchor_usage": summary["anchor_usage"],
+            "genes": model.selected_genes_,
+        },
+    )
+    logg.info(
+        "    finished",
+        time=start,
+        deep=f"found {len(present)} clusters and added\n    " + ", ".join(written),
+    )
+    if return_model:
+        return (target, model) if copy else model
+    return target if copy else None
+
+
+def _storable(params: dict) -> dict:
+    """``params`` with values h5ad can write (``None`` kept, others as plain types or strings)."""
+    stored = {}
+    for name, value in params.items():
+        if value is None or isinstance(value, bool | int | float | str):
+            stored[name] = value
+        elif isinstance(value, dict):
+            stored[name] = _storable(value)
+        elif isinstance(value, list | tuple) and all(isinstance(v, int | float | str) for v in value):
+            stored[name] = list(value)
+        else:
+            stored[name] = repr(value)
+    return stored

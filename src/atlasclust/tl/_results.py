@@ -1,0 +1,52 @@
+"""Write a clustering result into an AnnData in one step, after everything succeeded."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that shape a result, for ``uns[key]["params"]``."""
+    found = {}
+    for name in ("atlasclust", "scvi-tools", "torch", "scanpy", "anndata", "numpy"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "unknown"
+    return found
+
+
+def cluster_categorical(codes: np.ndarray) -> pd.Categorical:
+    """Categorical labels ``'0', '1', …`` in natural order, only the clusters that occur."""
+    present = np.unique(codes)
+    return pd.Categorical(codes.astype(str), categories=present.astype(str))
+
+
+def write_clustering(
+    adata: ad.AnnData,
+    key_added: str,
+    *,
+    embedding: np.ndarray,
+    labels: pd.Categorical,
+    obs_extra: dict[str, np.ndarray] | None = None,
+    uns: dict,
+) -> list[str]:
+    """Write embedding, labels, extra obs columns and ``uns`` under ``key_added``.
+
+    Returns
+    -------
+    The keys written, for the log line.
+    """
+    adata.obsm[f"X_{key_added}"] = np.asarray(embedding, dtype=np.float32)
+    adata.obs[key_added] = labels
+    written = [f"obsm['X_{key_added}']", f"obs[{key_added!r}]"]
+    for column, values in (obs_extra or {}).items():
+        adata.obs[column] = values
+        written.append(f"obs[{column!r}]")
+    adata.uns[key_added] = uns
+    written.append(f"uns[{key_added!r}]")
+    return written

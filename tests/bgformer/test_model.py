@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+import scvi
+from helpers import FAST
+
+import atlasclust as ac
+from atlasclust.bgformer._model import leiden_on_embedding
+from atlasclust.models import BGFormer
+
+MODEL = {k: FAST[k] for k in ("n_top_genes", "n_latent", "n_anchors", "n_heads")}
+TRAIN = {k: FAST[k] for k in ("max_epochs", "batch_size", "enable_progress_bar")}
+
+
+def test_save_load_gives_identical_embeddings_and_labels(clustered, tmp_path):
+    adata, model = clustered
+    model.save(tmp_path / "model")
+    loaded = BGFormer.load(tmp_path / "model", adata=adata)
+    np.testing.assert_array_equal(loaded.get_latent_representation(), model.get_latent_representation())
+    np.testing.assert_array_equal(loaded.predict(), model.predict())
+    assert "_indices" not in adata.obs  # loading registers a view, not the user's object
+
+
+def test_save_refuses_to_overwrite(clustered, tmp_path):
+    _, model = clustered
+    model.save(tmp_path / "model")
+    with pytest.raises(ValueError, match="already exists"):
+        model.save(tmp_path / "model")
+    model.save(tmp_path / "model", overwrite=True)
+
+
+def test_load_with_other_genes_lists_the_difference(clustered, tmp_path):
+    adata, model = clustered
+    model.save(tmp_path / "model")
+    other = adata[:, 5:].copy()
+    with pytest.raises(ValueError, match=r"missing: \['gene_0'"):
+        BGFormer.load(tmp_path / "model", adata=other)
+
+
+def test_predict_on_cells_never_seen_in_training():
+    adata = ac.datasets.simulate(700, 200, 4, n_markers=25, random_state=5)
+    train, held_out = adata[:550].copy(), adata[550:].copy()
+    scvi.settings.seed = 0
+    BGFormer.setup_anndata(train)
+    model = BGFormer(train, 4, **MODEL)
+    model.train(**TRAIN)
+    labels = model.predict(held_out)
+    soft = model.predict(held_out, soft=True)
+    assert labels.shape == (150,)
+    np.testing.assert_allclose(soft.sum(axis=1), 1.0, rtol=1e-5)
+    assert list(soft.index) == list(held_out.obs_names)
+    np.testing.assert_array_equal(soft.to_numpy().argmax(axis=1), labels)
+    assert ac.metrics.evaluate(held_out.obs["cell_type"], labels)["ARI"] > 0.9
+    # the same cells give the same labels whether or not they come with others
+    np.testing.assert_array_equal(model.predict(held_out[:40].copy()), labels[:40])
+
+
+def test_attention_per_cell_and_per_group(clustered):
+    adata, model = clustered
+    weights = model.get_attention(indices=np.arange(50))
+    assert weights.shape == (50, 4, 16)
+    np.testing.assert_allclose(weights.sum(axis=-1), 1.0, rtol=1e-5)
+    groups = adata.obs["cell_type"].to_numpy()[:50]
+    means = model.get_attention(indices=np.arange(50), groups=groups)
+    for name, mean in means.items():
+        np.testing.assert_allclose(mean, weights[groups == name].mean(axis=0), rtol=1e-5)
+
+
+def test_leiden_on_more_than_4096_cells():
+    # scanpy 1.11 with pynndescent 0.7.0 crashed in sc.pp.neighbors above 4096 cells
+    rng = np.random.default_rng(0)
+    centers = rng.normal(0, 10, size=(3, 8))
+    latent = np.concatenate([c + rng.normal(size=(1700, 8)) for c in centers]).astype(np.float32)
+    groups = leiden_on_embedding(latent, resolution=0.1, random_state=0)
+    truth = np.repeat(np.arange(3), 1700)
+    assert ac.metrics.evaluate(truth, groups)["ARI"] > 0.99
+
+
+def test_setup_anndata_with_missing_layer_raises(counts):
+    with pytest.raises(KeyError, match="Layer 'counts' not found"):
+        BGFormer.setup_anndata(counts, layer="counts")

@@ -1,0 +1,74 @@
+import anndata as ad
+import numpy as np
+import pytest
+import scanpy as sc
+import scipy.sparse as sp
+
+import atlasclust as ac
+from atlasclust.data import log_normalized_moments, scan_counts, select_top_genes
+
+
+def test_scan_matches_direct_computation(counts):
+    x = counts.X.toarray().astype(np.float64)
+    stats = scan_counts(counts.X, chunk_size=70)  # several chunks, the last one short
+    library = x.sum(axis=1)
+    normalized = x * np.median(library) / library[:, None]
+    np.testing.assert_allclose(stats.library_size, library)
+    np.testing.assert_allclose(stats.normalized_mean, normalized.mean(axis=0), rtol=1e-10)
+    np.testing.assert_allclose(stats.normalized_var, normalized.var(axis=0, ddof=1), rtol=1e-8)
+    np.testing.assert_array_equal(stats.n_cells_per_gene, (x > 0).sum(axis=0))
+
+
+def test_dense_sparse_and_backed_give_identical_statistics(counts, tmp_path):
+    counts.write_h5ad(tmp_path / "c.h5ad")
+    backed = ad.read_h5ad(tmp_path / "c.h5ad", backed="r")
+    reference = scan_counts(counts.X)
+    for matrix in (counts.X.toarray(), sp.csc_matrix(counts.X), backed.X):
+        other = scan_counts(matrix, chunk_size=128)
+        np.testing.assert_allclose(other.normalized_var, reference.normalized_var, rtol=1e-12)
+        np.testing.assert_array_equal(other.library_size, reference.library_size)
+
+
+def test_top_genes_match_scanpy_seurat_flavour():
+    adata = ac.datasets.simulate(800, 600, 5, random_state=3)
+    stats = scan_counts(adata.X)
+    ours = select_top_genes(stats, 150)
+    lognorm = adata.copy()
+    sc.pp.normalize_total(lognorm)
+    sc.pp.log1p(lognorm)
+    sc.pp.highly_variable_genes(lognorm, n_top_genes=150, flavor="seurat")
+    theirs = np.flatnonzero(lognorm.var["highly_variable"].to_numpy())
+    # scanpy round-trips the values through float32 log1p/expm1: allow a tie or two at the cut
+    assert len(ours) == 150
+    assert len(np.intersect1d(ours, theirs)) >= 147
+
+
+def test_log_normalized_moments_match_scanpy_scale(counts):
+    stats = scan_counts(counts.X)
+    genes = np.arange(0, 200, 3)
+    mean, std = log_normalized_moments(counts.X, stats.library_size, genes, target_sum=stats.median_library_size)
+    lognorm = counts[:, :].copy()
+    sc.pp.normalize_total(lognorm)
+    sc.pp.log1p(lognorm)
+    x = lognorm.X[:, genes].toarray().astype(np.float64)
+    np.testing.assert_allclose(mean, x.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(std, x.std(axis=0, ddof=1), rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda x: x.__setitem__((3, 5), np.nan), "NaN or infinite"),
+        (lambda x: x.__setitem__((3, 5), np.inf), "NaN or infinite"),
+        (lambda x: x.__setitem__((3, 5), -2), "negative"),
+        (lambda x: x.__setitem__((3, 5), 0.5), "non-integer"),
+        (lambda x: x.__setitem__((7, slice(None)), 0), "cells with no counts"),
+        (lambda x: x.__setitem__((slice(None), 11), 0), "genes with no counts"),
+    ],
+)
+def test_invalid_counts_raise_with_the_fix(counts, edit, message):
+    x = counts.X.toarray()
+    edit(x)
+    with pytest.raises(ValueError, match=message) as error:
+        scan_counts(sp.csr_matrix(x), source="adata.layers['counts']")
+    assert "adata.layers['counts']" in str(error.value)

@@ -1,0 +1,31 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import atlasclust as ac
+
+
+def test_zeisel_is_labelled_raw_counts():
+    adata = ac.datasets.zeisel()
+    assert adata.shape == (3005, 2000)
+    assert sp.issparse(adata.X) and adata.X.dtype == np.float32
+    assert np.array_equal(adata.X.data, np.round(adata.X.data)) and adata.X.data.min() > 0
+    assert adata.obs["cell_type"].nunique() == 7
+    assert "Zeisel" in adata.uns["source"]
+
+
+def test_simulate_gives_reproducible_labelled_counts():
+    first = ac.datasets.simulate(300, 100, 3, n_markers=10, random_state=1)
+    second = ac.datasets.simulate(300, 100, 3, n_markers=10, random_state=1)
+    assert (first.X != second.X).nnz == 0
+    assert first.obs["cell_type"].nunique() == 3
+    assert (np.asarray(first.X.sum(axis=1)) > 0).all() and (np.asarray(first.X.sum(axis=0)) > 0).all()
+    # markers of type_0 are higher in type_0 cells
+    is_zero = (first.obs["cell_type"] == "type_0").to_numpy()
+    markers = first.X[:, :10].toarray()
+    assert markers[is_zero].mean() > 2 * markers[~is_zero].mean()
+
+
+def test_simulate_rejects_too_few_genes_for_markers():
+    with pytest.raises(ValueError, match="n_genes"):
+        ac.datasets.simulate(100, 10, 3, n_markers=5)

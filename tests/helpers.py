@@ -1,0 +1,50 @@
+"""Helpers shared by the tests (importable as ``helpers``; conftest holds the fixtures)."""
+
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+#: A small, fast model for tests: the behaviour under test does not depend on size.
+FAST = {
+    "n_top_genes": 150,
+    "n_latent": 32,
+    "n_anchors": 16,
+    "n_heads": 4,
+    "max_epochs": 6,
+    "batch_size": 128,
+    "enable_progress_bar": False,
+}
+
+
+def snapshot(adata: ad.AnnData) -> dict:
+    """Everything a failed call must leave as it was."""
+    x = adata.X.toarray() if hasattr(adata.X, "toarray") else np.array(adata.X)
+    return {
+        "X": x,
+        "obs": adata.obs.copy(),
+        "var": adata.var.copy(),
+        "obsm": set(adata.obsm),
+        "uns": set(adata.uns),
+        "layers": set(adata.layers),
+        "obsp": set(adata.obsp),
+    }
+
+
+def assert_unchanged(adata: ad.AnnData, before: dict) -> None:
+    after = snapshot(adata)
+    np.testing.assert_array_equal(after["X"], before["X"])
+    assert after["obs"].equals(before["obs"])
+    assert after["var"].equals(before["var"])
+    for key in ("obsm", "uns", "layers", "obsp"):
+        assert after[key] == before[key], key
+
+
+def shared_dataset(name: str) -> ad.AnnData:
+    path = SHARED_DATA / f"{name}.h5ad"
+    if not path.exists():
+        pytest.fail(f"{path} is missing: the shared datasets must sit in ../shared/data beside the repository")
+    return ad.read_h5ad(path)

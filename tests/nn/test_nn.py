@@ -1,0 +1,35 @@
+import torch
+from scvi.distributions._negative_binomial import log_zinb_positive
+
+from atlasclust.nn import ZINBDecoder, dec_loss, student_t_assignment, target_distribution, zinb_nll
+
+
+def test_zinb_decoder_uses_scvi_likelihood_with_size_factors():
+    torch.manual_seed(0)
+    decoder = ZINBDecoder(8, 5)
+    h, size_factor = torch.randn(4, 8), torch.tensor([0.5, 1.0, 2.0, 4.0])
+    counts = torch.poisson(torch.full((4, 5), 3.0))
+    dist = decoder(h, size_factor)
+    hidden = decoder.hidden(h)
+    mean = torch.exp(decoder.mean(hidden)) * size_factor[:, None]
+    theta = torch.nn.functional.softplus(decoder.dispersion(hidden))
+    expected = -log_zinb_positive(counts, mean, theta, decoder.dropout_logits(hidden)).mean(dim=1)
+    torch.testing.assert_close(zinb_nll(dist, counts), expected)
+    # doubling the library doubles the predicted mean
+    torch.testing.assert_close(decoder(h, 2 * size_factor).mu, 2 * dist.mu)
+
+
+def test_student_t_assignment_prefers_the_nearest_centre():
+    centers = torch.tensor([[0.0, 0.0], [10.0, 0.0]])
+    q = student_t_assignment(torch.tensor([[1.0, 0.0], [9.0, 1.0]]), centers)
+    torch.testing.assert_close(q.sum(dim=1), torch.ones(2))
+    assert q[0, 0] > 0.9 and q[1, 1] > 0.9
+
+
+def test_target_is_sharper_than_assignment_and_loss_vanishes_at_target():
+    q = torch.softmax(torch.randn(50, 4), dim=1)
+    p = target_distribution(q)
+    entropy = lambda d: -(d * d.log()).sum(dim=1).mean()
+    assert entropy(p) < entropy(q)
+    assert dec_loss(p, p).abs().max() < 1e-4
+    assert (dec_loss(q, p) > 0).all()

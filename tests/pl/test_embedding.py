@@ -1,0 +1,26 @@
+import matplotlib
+
+matplotlib.use("agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+import atlasclust as ac
+
+
+def test_embedding_draws_umap_without_touching_user_keys(clustered, tmp_path):
+    adata, _ = clustered
+    adata = adata.copy()
+    adata.obsm["X_umap"] = np.zeros((adata.n_obs, 2))
+    figure = ac.pl.embedding(adata, color=["bgformer", "cell_type"], show=False, return_fig=True)
+    assert len([ax for ax in figure.axes if ax.get_title()]) == 2
+    figure.savefig(tmp_path / "umap.png")
+    plt.close(figure)
+    assert (tmp_path / "umap.png").stat().st_size > 10_000
+    assert (adata.obsm["X_umap"] == 0).all() and "neighbors" not in adata.uns
+    assert adata.obsm["X_bgformer_umap"].shape == (adata.n_obs, 2)
+
+
+def test_embedding_names_the_missing_run(counts):
+    with pytest.raises(KeyError, match="run ac.tl.bgformer"):
+        ac.pl.embedding(counts)

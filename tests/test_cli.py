@@ -1,0 +1,77 @@
+import anndata as ad
+import numpy as np
+import pytest
+
+import atlasclust as ac
+from atlasclust.cli import main
+
+
+def test_demo_writes_result_and_umap_and_prints_scores(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--max-epochs", "4", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "ARI" in printed and "NMI" in printed and "ACC" in printed and "wall time" in printed
+    result = ad.read_h5ad(tmp_path / "demo" / "zeisel_bgformer.h5ad")
+    assert result.obs["bgformer"].nunique() >= 2 and "X_bgformer" in result.obsm
+    png = (tmp_path / "demo" / "umap.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    assert not list((tmp_path / "demo").glob("*.tmp"))
+
+
+def test_bgformer_command_backed_writes_a_new_file(tmp_path, capsys):
+    source = tmp_path / "in.h5ad"
+    ac.datasets.simulate(300, 120, 3, n_markers=20).write_h5ad(source)
+    before = source.read_bytes()
+    out = tmp_path / "out" / "result.h5ad"
+    code = main(["bgformer", str(source), "-o", str(out), "--n-clusters", "3", "--backed", "--max-epochs", "3"])
+    assert code == 0, capsys.readouterr().err
+    result = ad.read_h5ad(out)
+    assert result.obs["bgformer"].nunique() >= 2
+    assert source.read_bytes() == before
+    assert [p.name for p in out.parent.iterdir()] == ["result.h5ad"]
+
+
+def test_bgformer_command_refuses_to_overwrite_its_input(tmp_path, capsys):
+    source = tmp_path / "in.h5ad"
+    ac.datasets.simulate(100, 60, 2, n_markers=10).write_h5ad(source)
+    before = source.read_bytes()
+    assert main(["bgformer", str(source), "-o", str(tmp_path / "." / "in.h5ad")]) == 1
+    assert "refusing to write over the input" in capsys.readouterr().err
+    assert source.read_bytes() == before
+
+
+@pytest.mark.parametrize("problem", ["unreadable", "missing", "not counts", "missing layer"])
+def test_bgformer_command_fails_cleanly_and_leaves_no_output(tmp_path, capsys, problem):
+    source = tmp_path / "in.h5ad"
+    extra = []
+    if problem == "unreadable":
+        source.write_bytes(b"this is not an h5ad file")
+    elif problem == "not counts":
+        adata = ac.datasets.simulate(100, 60, 2, n_markers=10)
+        adata.X = adata.X.multiply(0.5).tocsr()
+        adata.write_h5ad(source)
+    elif problem == "missing layer":
+        ac.datasets.simulate(100, 60, 2, n_markers=10).write_h5ad(source)
+        extra = ["--layer", "counts"]
+    out = tmp_path / "out.h5ad"
+    assert main(["bgformer", str(source), "-o", str(out), "--max-epochs", "2", "--quiet", *extra]) == 1
+    err = capsys.readouterr().err
+    assert "error:" in err
+    expected = {
+        "unreadable": "cannot read",
+        "missing": "not found",
+        "not counts": "non-integer",
+        "missing layer": "Layer 'counts' not found",
+    }
+    assert expected[problem] in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ([] if problem == "missing" else ["in.h5ad"])
+
+
+def test_failed_run_keeps_an_earlier_output(tmp_path):
+    source, out = tmp_path / "in.h5ad", tmp_path / "out.h5ad"
+    adata = ac.datasets.simulate(100, 60, 2, n_markers=10)
+    adata.X = adata.X.multiply(0.5).tocsr()
+    adata.write_h5ad(source)
+    out.write_bytes(b"previous result")
+    assert main(["bgformer", str(source), "-o", str(out), "--quiet"]) == 1
+    assert out.read_bytes() == b"previous result"
+    assert np.array_equal(sorted(p.name for p in tmp_path.iterdir()), ["in.h5ad", "out.h5ad"])
