@@ -72,3 +72,13 @@ def test_invalid_counts_raise_with_the_fix(counts, edit, message):
     with pytest.raises(ValueError, match=message) as error:
         scan_counts(sp.csr_matrix(x), source="adata.layers['counts']")
     assert "adata.layers['counts']" in str(error.value)
+
+
+def test_genes_seen_in_fewer_than_three_cells_are_not_selected():
+    adata = ac.datasets.simulate(400, 300, 4, random_state=2)
+    x = adata.X.toarray()
+    x[:, 5] = 0
+    x[0, 5] = 500  # one cell with a huge count: extreme dispersion, no population structure
+    stats = scan_counts(sp.csr_matrix(x))
+    assert 5 not in select_top_genes(stats, 50)
+    assert 5 in select_top_genes(stats, 50, min_cells=1)

@@ -154,9 +154,15 @@ def seurat_dispersion_rank(statistics: CountStatistics, *, n_bins: int = 20) -> 
     return (frame["dispersions"].to_numpy() - per_gene[:, 0]) / per_gene[:, 1]
 
 
-def select_top_genes(statistics: CountStatistics, n_top_genes: int) -> np.ndarray:
-    """Indices (sorted) of the ``n_top_genes`` most variable genes (Seurat flavour)."""
+def select_top_genes(statistics: CountStatistics, n_top_genes: int, *, min_cells: int = 3) -> np.ndarray:
+    """Indices (sorted) of the ``n_top_genes`` most variable genes (Seurat flavour).
+
+    Genes detected in fewer than ``min_cells`` cells come last: their dispersion is extreme but
+    carries no population structure, and once z-scored they dominate the network input (the usual
+    ``sc.pp.filter_genes(min_cells=3)`` before HVG selection does the same).
+    """
     score = np.nan_to_num(seurat_dispersion_rank(statistics), nan=-np.inf)
+    score[statistics.n_cells_per_gene < min_cells] = -np.inf
     order = np.argsort(-score, kind="stable")
     return np.sort(order[:n_top_genes])
 
