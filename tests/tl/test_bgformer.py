@@ -147,3 +147,13 @@ def test_real_shared_dataset_read_backed(tmp_path):
     ac.tl.bgformer(adata, 8, max_epochs=6, enable_progress_bar=False)
     assert adata.isbacked
     assert ac.metrics.evaluate(adata.obs["cell_type"], adata.obs["bgformer"])["ARI"] > 0.5
+
+
+def test_early_stopping_on_unsupervised_validation_loss(counts):
+    # an improvement no epoch can reach: each phase stops after 1 + patience epochs
+    options = FAST | {"max_epochs": 20, "early_stopping_patience": 1, "early_stopping_min_delta": 1e9}
+    ac.tl.bgformer(counts, 4, early_stopping=True, **options)
+    history = counts.uns["bgformer"]["history"]
+    assert len(history) == 4
+    assert np.isfinite(history["validation_loss"].to_numpy(dtype=float)).all()
+    assert list(history["phase"]) == ["pretrain", "pretrain", "cluster", "cluster"]

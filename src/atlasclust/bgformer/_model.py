@@ -10,7 +10,9 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import scanpy as sc
+import scipy.sparse as sp
 import torch
+from anndata.abc import CSCDataset, CSRDataset
 from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
 from scvi.data.fields import LayerField, NumericalObsField
@@ -127,6 +129,9 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
             )
             raise ValueError(msg)
         check_cluster_count(n_clusters, self.summary_stats.n_cells)
+        if self.summary_stats.n_cells < MIN_CELLS:
+            msg = f"Only {self.summary_stats.n_cells} cells: BGFormer needs at least {MIN_CELLS} cells to train."
+            raise ValueError(msg)
         self.n_clusters = n_clusters
         self.resolution = resolution
         self.module = BGFormerModule(
@@ -184,6 +189,11 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
     @property
     def _layer(self) -> str | None:
         return self.registry_["setup_args"]["layer"]
+
+    def _is_sparse(self, adata: ad.AnnData | None = None) -> bool:
+        """Whether the registered counts are sparse (in memory or backed): batches then travel sparse."""
+        matrix = counts_matrix(self.adata if adata is None else adata, self._layer)
+        return sp.issparse(matrix) or isinstance(matrix, CSRDataset | CSCDataset)
 
     def _as_registered(self, adata: ad.AnnData | None) -> ad.AnnData:
         """The registered AnnData for ``adata``: a checked, registered view of a user's object."""
@@ -300,12 +310,6 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
             Extra arguments of :class:`scvi.train.Trainer` (e.g. ``callbacks``).
         """
         n_obs = self.adata.n_obs
-        if n_obs < MIN_CELLS:
-            msg = f"Only {n_obs} cells: BGFormer needs at least {MIN_CELLS} cells to train."
-            raise ValueError(msg)
-        if self.n_clusters is not None and self.n_clusters > n_obs:
-            msg = f"n_clusters={self.n_clusters} is larger than the number of cells ({n_obs})."
-            raise ValueError(msg)
         max_epochs = default_max_epochs(n_obs) if max_epochs is None else max_epochs
         n_pretrain = int(np.clip(round(pretrain_fraction * max_epochs), 1, max(max_epochs - 1, 1)))
         train_size = (0.9 if early_stopping else 1.0) if train_size is None else train_size
@@ -325,6 +329,7 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
             "devices": devices,
             "strategy": strategy,
             "train_size": train_size,
+            "load_sparse_tensor": self._is_sparse(),
             "early_stopping": early_stopping,
             "enable_progress_bar": enable_progress_bar,
             # a last batch of one cell would break BatchNorm
@@ -365,7 +370,13 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         indices = np.arange(adata.n_obs) if indices is None else np.asarray(indices)
         position = np.full(adata.n_obs, -1)
         position[indices] = np.arange(len(indices))
-        loader = self._make_data_loader(adata, indices=indices, batch_size=batch_size or 1024, num_workers=num_workers)
+        loader = self._make_data_loader(
+            adata,
+            indices=indices,
+            batch_size=batch_size or 1024,
+            num_workers=num_workers,
+            load_sparse_tensor=self._is_sparse(adata),
+        )
         was_active = self.module.clustering_active
         self.module.clustering_active = embed
         try:

@@ -103,8 +103,6 @@ class BGFormerModule(BaseModuleClass):
 
     def prepare_input(self, counts_all: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Counts of the model's genes, size factors and the scaled network input."""
-        if counts_all.layout != torch.strided:
-            counts_all = counts_all.to_dense()
         library = counts_all.sum(dim=1)
         counts = counts_all[:, self.gene_index]
         scaled = torch.log1p(counts * (self.median_library_size / library)[:, None])
@@ -152,6 +150,8 @@ class BGFormerModule(BaseModuleClass):
         Rows are put in index order first, so that a batch holds the same rows in the same order
         whether it was read from memory or from a backed file (which returns sorted rows).
         """
+        if counts_all.layout != torch.strided:  # sparse batches are densified here, on the device
+            counts_all = counts_all.to_dense()
         indices = indices.reshape(-1)
         order = torch.argsort(indices)
         counts, size_factor, scaled = self.prepare_input(counts_all[order])

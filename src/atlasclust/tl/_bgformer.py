@@ -9,9 +9,7 @@ import numpy as np
 import scvi
 from scanpy import logging as logg
 
-from atlasclust._validate import check_cluster_count
 from atlasclust.bgformer import BGFormer
-from atlasclust.bgformer._model import MIN_CELLS
 from atlasclust.data import counts_matrix, training_view
 
 from ._results import cluster_categorical, package_versions, write_clustering
@@ -136,16 +134,6 @@ def bgformer(
         msg = "copy=True needs an in-memory AnnData; with backed data, write the result with adata.write(new_path)."
         raise ValueError(msg)
     counts_matrix(adata, layer)  # KeyError for a missing layer, before any work
-    check_cluster_count(n_clusters, adata.n_obs)
-    if adata.n_obs < MIN_CELLS:
-        msg = f"Only {adata.n_obs} cells: BGFormer needs at least {MIN_CELLS} cells to train."
-        raise ValueError(msg)
-    if n_top_genes is not None and n_top_genes > adata.n_vars:
-        msg = (
-            f"n_top_genes={n_top_genes} is larger than the number of genes ({adata.n_vars}); "
-            f"pass n_top_genes=None to use all genes, or a smaller number."
-        )
-        raise ValueError(msg)
     model_options = {k: v for k, v in kwargs.items() if k in _MODEL_OPTIONS}
     train_options = {k: v for k, v in kwargs.items() if k not in _MODEL_OPTIONS}
 
