@@ -20,6 +20,21 @@ FAST = {
 }
 
 
+#: Bad inputs every ``tl`` function must refuse on the ``counts`` fixture (600 cells, 200 genes).
+BAD_INPUTS = {  # case: (edit of the dense counts, arguments, error, message)
+    "non-integer": (lambda x: x.__setitem__((0, 0), 0.5), {}, ValueError, "non-integer.*layer="),
+    "negative": (lambda x: x.__setitem__((0, 0), -1.0), {}, ValueError, "negative.*layer="),
+    "nan": (lambda x: x.__setitem__((0, 0), np.nan), {}, ValueError, "NaN"),
+    "inf": (lambda x: x.__setitem__((0, 0), np.inf), {}, ValueError, "infinite"),
+    "empty cell": (lambda x: x.__setitem__((4, slice(None)), 0), {}, ValueError, "filter_cells"),
+    "empty gene": (lambda x: x.__setitem__((slice(None), 4), 0), {}, ValueError, "filter_genes"),
+    "one cluster": (None, {"n_clusters": 1}, ValueError, "at least 2"),
+    "too many clusters": (None, {"n_clusters": 601}, ValueError, "larger than the number of cells"),
+    "too many genes": (None, {"n_top_genes": 201}, ValueError, "n_top_genes=201"),
+    "missing layer": (None, {"layer": "counts"}, KeyError, "Layer 'counts' not found"),
+}
+
+
 def snapshot(adata: ad.AnnData) -> dict:
     """Everything a failed call must leave as it was."""
     x = adata.X.toarray() if hasattr(adata.X, "toarray") else np.array(adata.X)

@@ -4,7 +4,7 @@ import scvi
 from helpers import FAST
 
 import atlasclust as ac
-from atlasclust.bgformer._model import leiden_on_embedding
+from atlasclust._assign import leiden_on_embedding
 from atlasclust.models import BGFormer
 
 MODEL = {k: FAST[k] for k in ("n_top_genes", "n_latent", "n_anchors", "n_heads")}

@@ -29,3 +29,15 @@ def test_simulate_gives_reproducible_labelled_counts():
 def test_simulate_rejects_too_few_genes_for_markers():
     with pytest.raises(ValueError, match="n_genes"):
         ac.datasets.simulate(100, 10, 3, n_markers=5)
+
+
+def test_simulate_tissue_has_layers_on_a_grid():
+    tissue = ac.datasets.simulate_tissue(12, 10, 3, 100, random_state=0)
+    assert tissue.shape == (120, 100)
+    assert tissue.obsm["spatial"].shape == (120, 2)
+    assert list(tissue.obs["layer"].cat.categories) == ["layer_0", "layer_1", "layer_2"]
+    # layers are bands along the rows: the mean row of each layer increases
+    rows = tissue.obsm["spatial"][:, 1]
+    means = [rows[tissue.obs["layer"] == name].mean() for name in tissue.obs["layer"].cat.categories]
+    assert means == sorted(means)
+    assert (np.asarray(tissue.X.sum(axis=1)).ravel() > 0).all()

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from helpers import FAST, assert_unchanged, shared_dataset, snapshot
+from helpers import BAD_INPUTS, FAST, assert_unchanged, shared_dataset, snapshot
 
 import atlasclust as ac
 
@@ -93,20 +93,6 @@ def test_number_of_clusters_found_by_leiden(counts):
     assert 3 <= found <= 6
     assert counts.obs["bgformer"].nunique() <= found
     assert ac.metrics.evaluate(counts.obs["cell_type"], counts.obs["bgformer"])["NMI"] > 0.8
-
-
-BAD_INPUTS = {  # case: (edit of the dense counts, arguments, error, message)
-    "non-integer": (lambda x: x.__setitem__((0, 0), 0.5), {}, ValueError, "non-integer.*layer="),
-    "negative": (lambda x: x.__setitem__((0, 0), -1.0), {}, ValueError, "negative.*layer="),
-    "nan": (lambda x: x.__setitem__((0, 0), np.nan), {}, ValueError, "NaN"),
-    "inf": (lambda x: x.__setitem__((0, 0), np.inf), {}, ValueError, "infinite"),
-    "empty cell": (lambda x: x.__setitem__((4, slice(None)), 0), {}, ValueError, "filter_cells"),
-    "empty gene": (lambda x: x.__setitem__((slice(None), 4), 0), {}, ValueError, "filter_genes"),
-    "one cluster": (None, {"n_clusters": 1}, ValueError, "at least 2"),
-    "too many clusters": (None, {"n_clusters": 601}, ValueError, "larger than the number of cells"),
-    "too many genes": (None, {"n_top_genes": 201}, ValueError, "n_top_genes=201"),
-    "missing layer": (None, {"layer": "counts"}, KeyError, "Layer 'counts' not found"),
-}
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS)

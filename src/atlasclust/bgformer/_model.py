@@ -9,7 +9,6 @@ from collections.abc import Iterator, Sequence
 import anndata as ad
 import numpy as np
 import pandas as pd
-import scanpy as sc
 import scipy.sparse as sp
 import torch
 from anndata.abc import CSCDataset, CSRDataset
@@ -18,8 +17,8 @@ from scvi.data import AnnDataManager
 from scvi.data.fields import LayerField, NumericalObsField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from scvi.model.base._save_load import _load_saved_files
-from sklearn.cluster import KMeans
 
+from atlasclust._assign import cluster_centers, history_frame
 from atlasclust._validate import check_cluster_count
 from atlasclust.data import (
     counts_matrix,
@@ -240,12 +239,7 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
     def _initialize_clusters(self, cells: np.ndarray, batch_size: int, random_state: int) -> None:
         """DEC centres in the embedding the DEC head compares: k-means or Leiden on ``cells``."""
         latent = self.get_latent_representation(indices=cells, batch_size=batch_size)
-        if self.n_clusters is not None:
-            n_clusters = min(self.n_clusters, len(np.unique(latent, axis=0)))
-            centers = KMeans(n_clusters=n_clusters, n_init=10, random_state=random_state).fit(latent).cluster_centers_
-        else:
-            groups = leiden_on_embedding(latent, resolution=self.resolution, random_state=random_state)
-            centers = np.stack([latent[groups == g].mean(axis=0) for g in np.unique(groups)])
+        centers = cluster_centers(latent, self.n_clusters, resolution=self.resolution, random_state=random_state)
         self.n_clusters_ = len(centers)
         self.module.set_centers(torch.as_tensor(centers, dtype=torch.float32))
 
@@ -342,7 +336,7 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         self.module.train()
         self.module.clustering_active = False
         super().train(max_epochs=n_pretrain, **fit_kwargs)
-        n_pretrain_done = len(_history_frame(self.history_))
+        n_pretrain_done = len(history_frame(self.history_))
 
         self._initialize_clusters(init_cells, batch_size, random_state)
         self.module.clustering_active = True
@@ -351,7 +345,7 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
             super().train(max_epochs=max_epochs - n_pretrain, **fit_kwargs)
         self.module.eval()
         # scvi-tools appends the second fit's epochs to the first's
-        history = _history_frame(self.history_)
+        history = history_frame(self.history_)
         history.insert(0, "phase", np.where(np.arange(len(history)) < n_pretrain_done, "pretrain", "cluster"))
         self.history_ = history
 
@@ -567,24 +561,3 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         registry = cls.load_registry(dir_path)
         view = training_view(adata, registry["setup_args"]["layer"])
         return super().load(dir_path, adata=view, **kwargs)
-
-
-def leiden_on_embedding(
-    latent: np.ndarray, *, resolution: float, random_state: int, n_neighbors: int = 15
-) -> np.ndarray:
-    """Leiden clusters (integer codes) of a kNN graph of ``latent``, through scanpy."""
-    embedded = ad.AnnData(obs=pd.DataFrame(index=np.arange(len(latent)).astype(str)), obsm={"X_latent": latent})
-    sc.pp.neighbors(
-        embedded, n_neighbors=min(n_neighbors, len(latent) - 1), use_rep="X_latent", random_state=random_state
-    )
-    sc.tl.leiden(embedded, resolution=resolution, flavor="igraph", n_iterations=2, random_state=random_state)
-    return embedded.obs["leiden"].cat.codes.to_numpy()
-
-
-def _history_frame(history: dict | None) -> pd.DataFrame:
-    """Per-epoch metrics of scvi-tools' history (a frame per metric) as one frame."""
-    frames = [frame for key, frame in (history or {}).items() if not key.startswith("kl_")]
-    if not frames:
-        return pd.DataFrame()
-    # scvi-tools keeps object columns; h5ad needs plain floats
-    return pd.concat(frames, axis=1).reset_index(drop=True).apply(pd.to_numeric).astype(np.float64)

@@ -32,20 +32,38 @@ def counts_matrix(adata: ad.AnnData, layer: str | None):
     return adata.layers[layer]
 
 
-def training_view(adata: ad.AnnData, layer: str | None = None) -> ad.AnnData:
+def training_view(
+    adata: ad.AnnData,
+    layer: str | None = None,
+    *,
+    obsm_keys: tuple[str | None, ...] = (),
+    obsp_keys: tuple[str | None, ...] = (),
+) -> ad.AnnData:
     """A light AnnData sharing the counts of ``adata``, for scvi-tools to register.
 
     scvi-tools writes registration keys into the AnnData it is given; registering this view instead
     keeps the user's object exactly as it was. The counts are shared, not copied (for a backed
     file, the view reads from the same file). The view has the counts where the user has them
     (``X`` or ``layers[layer]``), and a per-cell row index so that batches can be put back in place.
+    ``obsm_keys`` and ``obsp_keys`` (``None`` entries are skipped) are shared too; a missing one
+    raises a :class:`KeyError` naming what is there.
     """
     matrix = counts_matrix(adata, layer)
     obs = pd.DataFrame({INDICES_COLUMN: np.arange(adata.n_obs)}, index=adata.obs_names.copy())
     var = pd.DataFrame(index=adata.var_names.copy())
+    obsm = {key: _entry(adata.obsm, key, "obsm") for key in obsm_keys if key is not None}
+    obsp = {key: _entry(adata.obsp, key, "obsp") for key in obsp_keys if key is not None}
     if layer is None:
-        return ad.AnnData(X=matrix, obs=obs, var=var)
-    return ad.AnnData(obs=obs, var=var, layers={layer: matrix})
+        return ad.AnnData(X=matrix, obs=obs, var=var, obsm=obsm, obsp=obsp)
+    return ad.AnnData(obs=obs, var=var, layers={layer: matrix}, obsm=obsm, obsp=obsp)
+
+
+def _entry(mapping, key: str, where: str):
+    if key not in mapping:
+        available = ", ".join(map(repr, mapping.keys())) or "none"
+        msg = f"{key!r} not found in adata.{where} (available: {available})."
+        raise KeyError(msg)
+    return mapping[key]
 
 
 def check_same_genes(expected: pd.Index, adata: ad.AnnData) -> None:

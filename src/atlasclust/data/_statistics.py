@@ -190,3 +190,26 @@ def log_normalized_moments(
     std = np.sqrt(var)
     std[std == 0] = 1.0
     return mean, std
+
+
+def scaled_log_features(
+    matrix,
+    library_size: np.ndarray,
+    gene_index: np.ndarray,
+    *,
+    target_sum: float,
+    std: np.ndarray,
+    max_value: float = 10.0,
+    chunk_size: int | None = None,
+) -> np.ndarray:
+    """Dense float32 ``log1p(x * target_sum / library) / std`` on the chosen genes, clipped at ``max_value``.
+
+    Like ``sc.pp.scale(zero_center=False, max_value=10)`` after ``normalize_total`` and ``log1p``
+    (scRCL's spatial preprocessing), with the statistics given so new cells get the same transform.
+    """
+    features = np.empty((matrix.shape[0], len(gene_index)), dtype=np.float32)
+    for start, stop, chunk in iter_row_chunks(matrix, chunk_size=chunk_size):
+        sub = sp.diags(target_sum / library_size[start:stop]) @ chunk[:, gene_index]
+        sub.data = np.log1p(sub.data)
+        features[start:stop] = np.minimum(sub.toarray() / std, max_value)
+    return features

@@ -1,6 +1,6 @@
-"""Datasets: a small real labelled dataset shipped with the package, and a count simulator."""
+"""Datasets: a small real labelled dataset shipped with the package, and count simulators."""
 
-from ._simulate import simulate
+from ._simulate import simulate, simulate_tissue
 from ._zeisel import zeisel
 
-__all__ = ["simulate", "zeisel"]
+__all__ = ["simulate", "simulate_tissue", "zeisel"]

@@ -52,11 +52,115 @@ def simulate(
     AnnData with sparse CSR counts (float32) in ``X`` and the truth in ``obs["cell_type"]``
     (categorical ``'type_0'``, …). Every cell and gene has at least one count.
     """
+    _check_marker_room(n_genes, n_groups, n_markers)
+    rng = np.random.default_rng(random_state)
+    groups = rng.integers(n_groups, size=n_cells)
+    counts = _group_counts(
+        rng,
+        groups,
+        n_genes,
+        n_markers=n_markers,
+        fold_change=fold_change,
+        mean_counts=mean_counts,
+        dispersion=dispersion,
+        library_size_sd=library_size_sd,
+    )
+    obs = pd.DataFrame(
+        {"cell_type": pd.Categorical([f"type_{g}" for g in groups], categories=[f"type_{g}" for g in range(n_groups)])},
+        index=[f"cell_{i}" for i in range(n_cells)],
+    )
+    var = pd.DataFrame(index=[f"gene_{j}" for j in range(n_genes)])
+    return ad.AnnData(X=sp.csr_matrix(counts.astype(np.float32)), obs=obs, var=var)
+
+
+def simulate_tissue(
+    n_rows: int = 40,
+    n_cols: int = 40,
+    n_layers: int = 4,
+    n_genes: int = 300,
+    *,
+    n_markers: int = 20,
+    fold_change: float = 1.5,
+    mean_counts: float = 0.5,
+    dispersion: float = 0.5,
+    library_size_sd: float = 0.4,
+    random_state: int = 0,
+) -> ad.AnnData:
+    """Simulate a layered tissue: spots on a grid, layers as wavy horizontal bands.
+
+    Layers differ only weakly in expression (``fold_change`` on their own markers), so expression
+    alone separates them poorly while the spot coordinates make the layers plain.
+
+    Parameters
+    ----------
+    n_rows, n_cols
+        Grid of spots.
+    n_layers
+        Number of layers (bands along the rows).
+    n_genes
+        Number of genes (at least ``n_layers * n_markers``).
+    n_markers
+        Marker genes per layer.
+    fold_change
+        Up-regulation of a layer's markers.
+    mean_counts
+        Average base mean count per gene.
+    dispersion
+        Negative binomial over-dispersion.
+    library_size_sd
+        Std of the log library-size factor.
+    random_state
+        Seed.
+
+    Returns
+    -------
+    AnnData with sparse counts in ``X``, coordinates in ``obsm["spatial"]`` and the truth in
+    ``obs["layer"]`` (categorical ``'layer_0'``, …).
+    """
+    _check_marker_room(n_genes, n_layers, n_markers)
+    rng = np.random.default_rng(random_state)
+    row, col = np.divmod(np.arange(n_rows * n_cols), n_cols)
+    wave = 0.06 * n_rows * np.sin(2 * np.pi * col / n_cols)
+    layers = np.clip(((row + wave) / n_rows * n_layers).astype(int), 0, n_layers - 1)
+    counts = _group_counts(
+        rng,
+        layers,
+        n_genes,
+        n_markers=n_markers,
+        fold_change=fold_change,
+        mean_counts=mean_counts,
+        dispersion=dispersion,
+        library_size_sd=library_size_sd,
+    )
+    names = [f"layer_{g}" for g in range(n_layers)]
+    obs = pd.DataFrame(
+        {"layer": pd.Categorical([names[g] for g in layers], categories=names)},
+        index=[f"spot_{i}" for i in range(len(layers))],
+    )
+    var = pd.DataFrame(index=[f"gene_{j}" for j in range(n_genes)])
+    spatial = np.column_stack([col, row]).astype(np.float64)
+    return ad.AnnData(X=sp.csr_matrix(counts.astype(np.float32)), obs=obs, var=var, obsm={"spatial": spatial})
+
+
+def _check_marker_room(n_genes: int, n_groups: int, n_markers: int) -> None:
     if n_genes < n_groups * n_markers:
         msg = f"n_genes={n_genes} must be at least n_groups * n_markers = {n_groups * n_markers}."
         raise ValueError(msg)
-    rng = np.random.default_rng(random_state)
-    groups = rng.integers(n_groups, size=n_cells)
+
+
+def _group_counts(
+    rng: np.random.Generator,
+    groups: np.ndarray,
+    n_genes: int,
+    *,
+    n_markers: int,
+    fold_change: float,
+    mean_counts: float,
+    dispersion: float,
+    library_size_sd: float,
+) -> np.ndarray:
+    """NB counts (cells x genes) where each group up-regulates its own markers; no empty cell or gene."""
+    n_cells, n_groups = len(groups), int(groups.max()) + 1
     base = rng.gamma(shape=1.0, scale=mean_counts, size=n_genes) + 0.02
     means = np.tile(base, (n_groups, 1))
     for group in range(n_groups):
@@ -68,9 +172,4 @@ def simulate(
     counts = rng.poisson(rng.gamma(1.0 / dispersion, mu * dispersion))
     counts[counts.sum(axis=1) == 0, rng.integers(n_genes)] = 1
     counts[rng.integers(n_cells), counts.sum(axis=0) == 0] = 1
-    obs = pd.DataFrame(
-        {"cell_type": pd.Categorical([f"type_{g}" for g in groups], categories=[f"type_{g}" for g in range(n_groups)])},
-        index=[f"cell_{i}" for i in range(n_cells)],
-    )
-    var = pd.DataFrame(index=[f"gene_{j}" for j in range(n_genes)])
-    return ad.AnnData(X=sp.csr_matrix(counts.astype(np.float32)), obs=obs, var=var)
+    return counts

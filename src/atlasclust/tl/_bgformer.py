@@ -12,7 +12,7 @@ from scanpy import logging as logg
 from atlasclust.bgformer import BGFormer
 from atlasclust.data import counts_matrix, training_view
 
-from ._results import cluster_categorical, package_versions, write_clustering
+from ._results import cluster_categorical, package_versions, storable, write_clustering
 
 _MODEL_OPTIONS = set(inspect.signature(BGFormer.__init__).parameters) - {"self", "adata", "registry"}
 
@@ -183,7 +183,7 @@ def bgformer(
         labels=labels,
         obs_extra={f"{key_added}_confidence": summary["soft"].max(axis=1)},
         uns={
-            "params": _storable(params),
+            "params": storable(params),
             "history": model.history_,
             "attention": summary["attention"][present],
             "anchor_usage": summary["anchor_usage"],
@@ -198,18 +198,3 @@ def bgformer(
     if return_model:
         return (target, model) if copy else model
     return target if copy else None
-
-
-def _storable(params: dict) -> dict:
-    """``params`` with values h5ad can write (``None`` kept, others as plain types or strings)."""
-    stored = {}
-    for name, value in params.items():
-        if value is None or isinstance(value, bool | int | float | str):
-            stored[name] = value
-        elif isinstance(value, dict):
-            stored[name] = _storable(value)
-        elif isinstance(value, list | tuple) and all(isinstance(v, int | float | str) for v in value):
-            stored[name] = list(value)
-        else:
-            stored[name] = repr(value)
-    return stored

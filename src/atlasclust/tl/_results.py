@@ -50,3 +50,18 @@ def write_clustering(
     adata.uns[key_added] = uns
     written.append(f"uns[{key_added!r}]")
     return written
+
+
+def storable(params: dict) -> dict:
+    """``params`` with values h5ad can write (``None`` kept, others as plain types or strings)."""
+    stored = {}
+    for name, value in params.items():
+        if value is None or isinstance(value, bool | int | float | str):
+            stored[name] = value
+        elif isinstance(value, dict):
+            stored[name] = storable(value)
+        elif isinstance(value, list | tuple) and all(isinstance(v, int | float | str) for v in value):
+            stored[name] = list(value)
+        else:
+            stored[name] = repr(value)
+    return stored

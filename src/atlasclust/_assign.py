@@ -1,0 +1,39 @@
+"""Cluster centres on a learned embedding (k-means or Leiden), and training history, for both methods."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scanpy as sc
+from sklearn.cluster import KMeans
+
+
+def leiden_on_embedding(
+    latent: np.ndarray, *, resolution: float, random_state: int, n_neighbors: int = 15
+) -> np.ndarray:
+    """Leiden clusters (integer codes) of a kNN graph of ``latent``, through scanpy."""
+    embedded = ad.AnnData(obs=pd.DataFrame(index=np.arange(len(latent)).astype(str)), obsm={"X_latent": latent})
+    sc.pp.neighbors(
+        embedded, n_neighbors=min(n_neighbors, len(latent) - 1), use_rep="X_latent", random_state=random_state
+    )
+    sc.tl.leiden(embedded, resolution=resolution, flavor="igraph", n_iterations=2, random_state=random_state)
+    return embedded.obs["leiden"].cat.codes.to_numpy()
+
+
+def cluster_centers(latent: np.ndarray, n_clusters: int | None, *, resolution: float, random_state: int) -> np.ndarray:
+    """Centres of k-means with ``n_clusters`` (at most the number of distinct rows), or of Leiden's clusters."""
+    if n_clusters is not None:
+        n_clusters = min(n_clusters, len(np.unique(latent, axis=0)))
+        return KMeans(n_clusters=n_clusters, n_init=10, random_state=random_state).fit(latent).cluster_centers_
+    groups = leiden_on_embedding(latent, resolution=resolution, random_state=random_state)
+    return np.stack([latent[groups == g].mean(axis=0) for g in np.unique(groups)])
+
+
+def history_frame(history: dict | None) -> pd.DataFrame:
+    """Per-epoch metrics of scvi-tools' history (a frame per metric) as one frame."""
+    frames = [frame for key, frame in (history or {}).items() if not key.startswith("kl_")]
+    if not frames:
+        return pd.DataFrame()
+    # scvi-tools keeps object columns; h5ad needs plain floats
+    return pd.concat(frames, axis=1).reset_index(drop=True).apply(pd.to_numeric).astype(np.float64)

@@ -1,0 +1,99 @@
+"""Cell and gene graphs, sparse from end to end: no N x N dense array is ever formed."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scanpy as sc
+import scipy.sparse as sp
+from sklearn.neighbors import NearestNeighbors
+
+
+def binary_symmetric(graph: sp.spmatrix, *, name: str = "graph") -> sp.csr_matrix:
+    """Union-symmetrised binary adjacency (float32 CSR) without self loops."""
+    graph = sp.csr_matrix(graph, dtype=np.float32)
+    if graph.shape[0] != graph.shape[1]:
+        msg = f"{name} must be square (cells x cells), got shape {graph.shape}."
+        raise ValueError(msg)
+    if graph.nnz and not np.all(np.isfinite(graph.data)):
+        msg = f"{name} contains NaN or infinite weights."
+        raise ValueError(msg)
+    graph.data = (graph.data != 0).astype(np.float32)
+    graph.eliminate_zeros()
+    graph = graph.maximum(graph.T).tocsr()
+    graph.setdiag(0)
+    graph.eliminate_zeros()
+    graph.sort_indices()
+    return graph
+
+
+def expression_graph(coordinates: np.ndarray, *, n_neighbors: int = 15, random_state: int = 0) -> sp.csr_matrix:
+    """Binary kNN graph of cells from ``coordinates`` (e.g. PCA), through :func:`scanpy.pp.neighbors`.
+
+    scanpy's connectivities (UMAP fuzzy union) are binarised: any weight above zero is an edge.
+    """
+    n_obs = len(coordinates)
+    holder = ad.AnnData(obs=pd.DataFrame(index=np.arange(n_obs).astype(str)), obsm={"X_coords": coordinates})
+    sc.pp.neighbors(holder, n_neighbors=min(n_neighbors, n_obs - 1), use_rep="X_coords", random_state=random_state)
+    return binary_symmetric(holder.obsp["connectivities"])
+
+
+def check_coordinates(coordinates, *, key: str, n_obs: int) -> np.ndarray:
+    """``obsm[key]`` as a float array of ``n_obs`` rows and 2 or 3 finite columns, or a clear error."""
+    coordinates = np.asarray(coordinates, dtype=np.float64)
+    if coordinates.ndim != 2 or coordinates.shape[0] != n_obs or coordinates.shape[1] not in (2, 3):
+        msg = f"obsm[{key!r}] must hold 2D or 3D coordinates (cells x 2 or cells x 3), got shape {coordinates.shape}."
+        raise ValueError(msg)
+    if not np.all(np.isfinite(coordinates)):
+        msg = f"obsm[{key!r}] contains NaN or infinite coordinates; remove those spots first."
+        raise ValueError(msg)
+    return coordinates
+
+
+def spatial_graph(coordinates: np.ndarray, *, n_neighbors: int = 15) -> sp.csr_matrix:
+    """Binary kNN graph of spots from their coordinates (KD-tree), symmetrised by union."""
+    n_obs = len(coordinates)
+    k = min(n_neighbors + 1, n_obs)
+    search = NearestNeighbors(n_neighbors=k, algorithm="kd_tree").fit(coordinates)
+    _, neighbors = search.kneighbors(coordinates)
+    rows = np.repeat(np.arange(n_obs), k)
+    graph = sp.csr_matrix((np.ones(rows.size, dtype=np.float32), (rows, neighbors.ravel())), shape=(n_obs, n_obs))
+    # each spot is usually its own first neighbour; dropping the diagonal removes it
+    return binary_symmetric(graph)
+
+
+def spatial_majority_vote(labels: np.ndarray, coordinates: np.ndarray, *, n_neighbors: int) -> np.ndarray:
+    """Each spot takes the most common label among itself and its ``n_neighbors`` nearest spots."""
+    labels = np.asarray(labels)
+    k = min(n_neighbors + 1, len(labels))
+    _, neighbors = NearestNeighbors(n_neighbors=k, algorithm="kd_tree").fit(coordinates).kneighbors(coordinates)
+    names, codes = np.unique(labels, return_inverse=True)
+    votes = np.zeros((len(labels), len(names)), dtype=np.int32)
+    np.add.at(votes, (np.repeat(np.arange(len(labels)), k), codes[neighbors.ravel()]), 1)
+    # ties keep the spot's own label when it is among the winners
+    own = votes[np.arange(len(labels)), codes] == votes.max(axis=1)
+    return np.where(own, labels, names[votes.argmax(axis=1)])
+
+
+def gene_graph(descriptors: np.ndarray, *, n_neighbors: int = 5) -> sp.csr_matrix:
+    """Directed kNN graph of genes (each row: the gene itself and its nearest genes), as in scRCL."""
+    k = min(n_neighbors, len(descriptors))
+    graph = NearestNeighbors(n_neighbors=k).fit(descriptors).kneighbors_graph(descriptors, mode="connectivity")
+    graph = sp.csr_matrix(graph, dtype=np.float32)
+    graph.setdiag(1)  # the gene itself, even when duplicates tie with it
+    graph.sort_indices()
+    return graph
+
+
+def gcn_normalize(adjacency: sp.spmatrix) -> sp.csr_matrix:
+    """``D^-1/2 (A + I) D^-1/2`` (self loops added where missing), the GCN propagation matrix."""
+    adjacency = sp.csr_matrix(adjacency, dtype=np.float32)
+    adjacency = adjacency.tolil()
+    adjacency.setdiag(1)
+    adjacency = adjacency.tocsr()
+    degree = np.asarray(adjacency.sum(axis=1)).ravel()
+    scale = sp.diags(1 / np.sqrt(degree)).astype(np.float32)
+    normalized = (scale @ adjacency @ scale).tocsr()
+    normalized.sort_indices()
+    return normalized

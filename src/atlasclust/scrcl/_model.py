@@ -1,0 +1,469 @@
+"""scRCL as a scvi-tools model: setup, graphs, training (full batch or mini-batch), inference, save/load."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import torch
+from scvi import REGISTRY_KEYS
+from scvi.data import AnnDataManager
+from scvi.data.fields import NumericalObsField
+from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
+from scvi.model.base._save_load import _load_saved_files
+from sklearn.decomposition import PCA
+
+from atlasclust._assign import cluster_centers, history_frame
+from atlasclust._validate import check_cluster_count
+from atlasclust.data import (
+    counts_matrix,
+    describe_source,
+    log_normalized_moments,
+    scaled_log_features,
+    scan_counts,
+    select_top_genes,
+    training_view,
+)
+from atlasclust.data._anndata import INDICES_COLUMN, check_same_genes
+from atlasclust.pp._graphs import binary_symmetric, check_coordinates, expression_graph, gcn_normalize, gene_graph
+from atlasclust.pp._graphs import spatial_graph as spatial_knn_graph
+
+from ._graph_data import CellGraphData
+from ._module import SCRCLModule
+
+logger = logging.getLogger(__name__)
+
+#: Fewest cells a model trains on.
+MIN_CELLS = 10
+#: Above this many cells, training goes by mini-batches of seed cells and their neighbours.
+FULL_BATCH_MAX_CELLS = 20_000
+#: Seed cells per mini-batch when the data are too large for one batch.
+DEFAULT_SEEDS_PER_BATCH = 2048
+#: Full-batch optimiser steps of the reference (``epochs: 500``).
+DEFAULT_STEPS = 500
+
+
+def default_batch_size(n_cells: int) -> int:
+    """All cells up to :data:`FULL_BATCH_MAX_CELLS`, else :data:`DEFAULT_SEEDS_PER_BATCH` seeds."""
+    return n_cells if n_cells <= FULL_BATCH_MAX_CELLS else DEFAULT_SEEDS_PER_BATCH
+
+
+def default_max_epochs(n_cells: int, batch_size: int) -> int:
+    """About :data:`DEFAULT_STEPS` optimiser steps, and at least two passes over the cells."""
+    steps_per_epoch = math.ceil(n_cells / batch_size)
+    return int(np.clip(math.ceil(DEFAULT_STEPS / steps_per_epoch), 2, DEFAULT_STEPS))
+
+
+class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
+    """scRCL: contrastive learning between an MLP view and a GCN view of the cell graph :cite:p:`Peng2026`.
+
+    Both views are aligned by a heterogeneous-embedding loss and a neighbourhood contrastive
+    loss, then refined through gene embeddings learned on a gene-gene graph and matched to the
+    cell graph by a cross-view consistency loss. No loss forms an ``N x N`` array; above
+    :data:`FULL_BATCH_MAX_CELLS` cells training goes by mini-batches of seed cells and their
+    graph neighbours. Gene embeddings come from per-gene descriptors that do not depend on the
+    number of cells, so the model embeds new cells.
+
+    Parameters
+    ----------
+    adata
+        AnnData registered with :meth:`setup_anndata`.
+    n_clusters
+        Number of clusters (k-means on the L2-normalised embedding); ``None`` uses Leiden.
+    n_top_genes
+        Number of highly variable genes (Seurat flavour); ``None`` uses all genes.
+    n_neighbors
+        Neighbours per cell of the expression or spatial kNN graph.
+    n_gene_neighbors
+        Neighbours per gene (itself included) of the gene graph.
+    n_hidden
+        Width of both views (the reference uses 1500).
+    n_refined
+        Width of the gene embeddings and of each refined view; defaults to ``n_clusters`` (the
+        reference's choice) or 16 when ``n_clusters`` is ``None``. The embedding has twice this width.
+    n_descriptors
+        Principal axes describing each gene to the gene encoder (and giving the expression graph).
+    dropout
+        Dropout before the GCN head and the refinement projector.
+    temperature
+        Softmax temperature of the alignment losses.
+    alpha
+        Weight of the neighbourhood contrastive loss.
+    beta
+        Weight of the cross-view consistency loss.
+    smoothing
+        Powers of the normalised graph applied to the MLP-view and GCN-view inputs (the
+        reference's ``tms``); ``(0, 0)`` keeps the MLP view graph-free.
+    resolution
+        Leiden resolution when ``n_clusters`` is ``None``.
+    registry
+        Used by :meth:`load`; leave it out.
+    """
+
+    _module_cls = SCRCLModule
+
+    def __init__(
+        self,
+        adata: ad.AnnData | None = None,
+        n_clusters: int | None = None,
+        *,
+        n_top_genes: int | None = 2000,
+        n_neighbors: int = 15,
+        n_gene_neighbors: int = 5,
+        n_hidden: int = 256,
+        n_refined: int | None = None,
+        n_descriptors: int = 50,
+        dropout: float = 0.3,
+        temperature: float = 1.0,
+        alpha: float = 100.0,
+        beta: float = 1.0,
+        smoothing: tuple[int, int] = (0, 0),
+        resolution: float = 1.0,
+        registry: dict | None = None,
+    ):
+        super().__init__(adata, registry)
+        n_vars = self.adata.n_vars
+        n_obs = self.adata.n_obs
+        if n_top_genes is not None and not 0 < n_top_genes <= n_vars:
+            msg = (
+                f"n_top_genes={n_top_genes} must be between 1 and the number of genes ({n_vars}); "
+                "pass n_top_genes=None to use all genes."
+            )
+            raise ValueError(msg)
+        check_cluster_count(n_clusters, n_obs)
+        if n_obs < MIN_CELLS:
+            msg = f"Only {n_obs} cells: scRCL needs at least {MIN_CELLS} cells to train."
+            raise ValueError(msg)
+        if n_neighbors < 1 or n_gene_neighbors < 1:
+            msg = "n_neighbors and n_gene_neighbors must be at least 1."
+            raise ValueError(msg)
+        n_input = n_vars if n_top_genes is None else n_top_genes
+        self.n_clusters = n_clusters
+        self.n_top_genes = n_top_genes
+        self.n_neighbors = n_neighbors
+        self.n_gene_neighbors = n_gene_neighbors
+        self.smoothing = tuple(smoothing)
+        self.resolution = resolution
+        n_refined = n_refined or n_clusters or 16
+        self.n_descriptors = min(n_descriptors, n_input, n_obs - 1)
+        self.module = SCRCLModule(
+            n_input,
+            n_hidden=n_hidden,
+            n_refined=n_refined,
+            n_descriptors=self.n_descriptors,
+            dropout=dropout,
+            temperature=temperature,
+            alpha=alpha,
+            beta=beta,
+        )
+        self.is_prepared_ = False
+        self.n_clusters_: int | None = None
+        self.selected_genes_: np.ndarray | None = None
+        self._graph_data: dict[int, CellGraphData] = {}
+        self._model_summary_string = (
+            f"scRCL with n_hidden={n_hidden}, n_refined={n_refined}, n_top_genes={n_top_genes}, "
+            f"n_neighbors={n_neighbors}, n_clusters={n_clusters}"
+        )
+        self.init_params_ = self._get_init_params(locals())
+
+    # ------------------------------------------------------------------------------------ setup
+    @classmethod
+    def setup_anndata(
+        cls,
+        adata: ad.AnnData,
+        layer: str | None = None,
+        *,
+        spatial_key: str | None = None,
+        graph_key: str | None = None,
+        **kwargs,
+    ) -> None:
+        """Register ``adata`` with scvi-tools: counts in ``X`` or ``layers[layer]`` and how to build the graph.
+
+        Like every scvi-tools model this adds registration keys and ``obs["_indices"]`` to
+        ``adata``; :func:`atlasclust.tl.scrcl` registers a light view instead.
+
+        Parameters
+        ----------
+        adata
+            AnnData with raw counts.
+        layer
+            Layer with the raw counts; ``None`` uses ``X``.
+        spatial_key
+            ``obsm`` key of spot coordinates: the cell graph is their kNN graph (KD-tree).
+        graph_key
+            ``obsp`` key of a cells x cells graph to use as the cell graph (binarised, symmetrised).
+        **kwargs
+            Passed to :meth:`scvi.data.AnnDataManager.register_fields`.
+        """
+        setup_method_args = cls._get_setup_method_args(**locals())
+        if spatial_key is not None and graph_key is not None:
+            msg = "Pass spatial_key or graph_key, not both."
+            raise ValueError(msg)
+        counts_matrix(adata, layer)
+        training_view(adata, layer, obsm_keys=(spatial_key,), obsp_keys=(graph_key,))  # KeyErrors
+        if spatial_key is not None:
+            check_coordinates(adata.obsm[spatial_key], key=spatial_key, n_obs=adata.n_obs)
+        if INDICES_COLUMN not in adata.obs:
+            adata.obs[INDICES_COLUMN] = np.arange(adata.n_obs)
+        # batches carry seed-cell indices only: features and graph live with the model
+        manager = AnnDataManager(
+            fields=[NumericalObsField(REGISTRY_KEYS.INDICES_KEY, INDICES_COLUMN)], setup_method_args=setup_method_args
+        )
+        manager.register_fields(adata, **kwargs)
+        cls.register_manager(manager)
+
+    @property
+    def _setup_args(self) -> dict:
+        return self.registry_["setup_args"]
+
+    # ------------------------------------------------------------------------------------ data
+    def _fit_input_transform(self, random_state: int) -> None:
+        """Validate the counts, choose genes, learn the scaling, the principal axes and the gene graph."""
+        layer = self._setup_args["layer"]
+        matrix = counts_matrix(self.adata, layer)
+        statistics = scan_counts(matrix, source=describe_source(layer))
+        if self.n_top_genes is None:
+            gene_index = np.arange(matrix.shape[1])
+        else:
+            gene_index = select_top_genes(statistics, self.n_top_genes)
+        median = statistics.median_library_size
+        _, std = log_normalized_moments(matrix, statistics.library_size, gene_index, target_sum=median)
+        module = self.module
+        module.gene_index = torch.as_tensor(gene_index, dtype=torch.long)
+        module.gene_std = torch.as_tensor(std, dtype=torch.float32)
+        module.median_library_size = torch.tensor(median, dtype=torch.float32)
+        features = scaled_log_features(matrix, statistics.library_size, gene_index, target_sum=median, std=std)
+
+        pca = PCA(n_components=self.n_descriptors, svd_solver="randomized", random_state=random_state).fit(features)
+        module.pca_mean = torch.as_tensor(pca.mean_, dtype=torch.float32)
+        module.pca_components = torch.as_tensor(pca.components_, dtype=torch.float32)
+        # each gene described by its loadings on the principal axes, scaled by the axes' spread
+        descriptors = (pca.components_ * np.sqrt(pca.explained_variance_)[:, None]).T.astype(np.float32)
+        # messages flow from a gene to the genes it lists as neighbours, as in the reference (PyG)
+        propagation = gcn_normalize(gene_graph(descriptors, n_neighbors=self.n_gene_neighbors).T).tocoo()
+        module.set_gene_graph(
+            torch.as_tensor(descriptors),
+            torch.as_tensor(np.vstack([propagation.row, propagation.col]), dtype=torch.long),
+            torch.as_tensor(propagation.data, dtype=torch.float32),
+        )
+        self.selected_genes_ = np.asarray(self.adata.var_names[gene_index]).astype(str)
+        self._graph_data[id(self.adata)] = self._build_graph_data(self.adata, features)
+
+    def _features(self, adata: ad.AnnData) -> np.ndarray:
+        """The model's input transform applied to ``adata`` (validated counts, training statistics)."""
+        layer = self._setup_args["layer"]
+        matrix = counts_matrix(adata, layer)
+        statistics = scan_counts(matrix, source=describe_source(layer))
+        return scaled_log_features(
+            matrix,
+            statistics.library_size,
+            self.module.gene_index.cpu().numpy(),
+            target_sum=float(self.module.median_library_size),
+            std=self.module.gene_std.cpu().numpy(),
+        )
+
+    def cell_graph(self, adata: ad.AnnData, features: np.ndarray | None = None):
+        """The binary symmetric cell graph the model uses for ``adata`` (spatial, given or expression kNN)."""
+        spatial_key = self._setup_args["spatial_key"]
+        graph_key = self._setup_args["graph_key"]
+        if spatial_key is not None:
+            coordinates = check_coordinates(adata.obsm[spatial_key], key=spatial_key, n_obs=adata.n_obs)
+            graph = spatial_knn_graph(coordinates, n_neighbors=self.n_neighbors)
+        elif graph_key is not None:
+            graph = binary_symmetric(adata.obsp[graph_key], name=f"obsp[{graph_key!r}]")
+        else:
+            features = self._features(adata) if features is None else features
+            coordinates = (features - self.module.pca_mean.cpu().numpy()) @ self.module.pca_components.cpu().numpy().T
+            graph = expression_graph(coordinates, n_neighbors=self.n_neighbors)
+        isolated = int(np.sum(np.diff(graph.indptr) == 0))
+        if isolated:
+            logger.warning(
+                f"{isolated} cells have no neighbour in the cell graph; the GCN view sees only their own "
+                "expression (its self loop) and the neighbourhood losses compare them with themselves."
+            )
+        return graph
+
+    def _build_graph_data(self, adata: ad.AnnData, features: np.ndarray | None = None) -> CellGraphData:
+        features = self._features(adata) if features is None else features
+        graph = self.cell_graph(adata, features)
+        return CellGraphData.build(graph, features, smoothing=self.smoothing)
+
+    def _graph_data_for(self, adata: ad.AnnData | None) -> CellGraphData:
+        """Graph data of ``adata`` (default: the training data), built once per AnnData."""
+        if adata is None:
+            adata = self.adata
+        elif adata is not self.adata:
+            check_same_genes(self.adata.var_names, adata)
+        key = id(adata)
+        if key not in self._graph_data:
+            if adata is not self.adata:
+                # one cached foreign dataset at a time
+                self._graph_data = {k: v for k, v in self._graph_data.items() if k == id(self.adata)}
+            self._graph_data[key] = self._build_graph_data(adata)
+        return self._graph_data[key]
+
+    # ------------------------------------------------------------------------------------ training
+    def train(
+        self,
+        max_epochs: int | None = None,
+        *,
+        batch_size: int | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 0.1,
+        accelerator: str = "auto",
+        devices: int | list[int] | str = "auto",
+        strategy: str = "auto",
+        enable_progress_bar: bool = True,
+        random_state: int = 0,
+        plan_kwargs: dict | None = None,
+        **trainer_kwargs,
+    ) -> None:
+        """Train through scvi-tools' Lightning trainer, then cluster the embedding.
+
+        Parameters
+        ----------
+        max_epochs
+            Passes over the cells; ``None`` gives about 500 optimiser steps (500 full-batch
+            epochs, as the reference) and at least two passes.
+        batch_size
+            Seed cells per step; ``None`` trains full batch up to 20,000 cells and on batches of
+            2048 seeds (plus their neighbours) above.
+        lr
+            Adam learning rate.
+        weight_decay
+            Adam (L2) weight decay.
+        accelerator
+            Lightning accelerator.
+        devices
+            Lightning devices.
+        strategy
+            Lightning strategy.
+        enable_progress_bar
+            Show Lightning's progress bar.
+        random_state
+            Seed of the principal axes and the clustering (weights and batches follow
+            ``scvi.settings.seed``).
+        plan_kwargs
+            Extra arguments of :class:`scvi.train.TrainingPlan`.
+        **trainer_kwargs
+            Extra arguments of :class:`scvi.train.Trainer`.
+        """
+        n_obs = self.adata.n_obs
+        batch_size = default_batch_size(n_obs) if batch_size is None else min(batch_size, n_obs)
+        max_epochs = default_max_epochs(n_obs, batch_size) if max_epochs is None else max_epochs
+        if not self.is_prepared_:
+            self._fit_input_transform(random_state)
+            self.is_prepared_ = True
+        self.module.graph_data = self._graph_data_for(None)
+        self.module.train()
+        self.batch_size_ = batch_size
+        start = time.perf_counter()
+        super().train(
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            accelerator=accelerator,
+            devices=devices,
+            strategy=strategy,
+            train_size=1.0,
+            enable_progress_bar=enable_progress_bar,
+            plan_kwargs={"optimizer": "Adam", "lr": lr, "weight_decay": weight_decay} | (plan_kwargs or {}),
+            **trainer_kwargs,
+        )
+        self.training_seconds_ = time.perf_counter() - start
+        self.module.eval()
+        self.history_ = history_frame(self.history_)
+        loss = self.history_.get("train_loss_epoch")
+        if loss is not None and not np.all(np.isfinite(loss)):
+            msg = "scRCL training diverged (non-finite loss); lower lr or raise temperature."
+            raise FloatingPointError(msg)
+        self._cluster(random_state)
+
+    def _cluster(self, random_state: int) -> None:
+        """Cluster centres on the unit-normalised embedding: k-means with ``n_clusters``, else Leiden."""
+        latent = _unit_rows(self.get_latent_representation())
+        centers = cluster_centers(latent, self.n_clusters, resolution=self.resolution, random_state=random_state)
+        self.module.cluster_centers = torch.as_tensor(centers, dtype=torch.float32)
+        self.n_clusters_ = len(centers)
+
+    # ------------------------------------------------------------------------------------ inference
+    @torch.inference_mode()
+    def get_latent_representation(self, adata: ad.AnnData | None = None, batch_size: int | None = None) -> np.ndarray:
+        """Embedding ``[Z_mlp | Z_gcn]`` (cells x 2 ``n_refined``, each half unit norm) in eval mode.
+
+        Parameters
+        ----------
+        adata
+            Any AnnData with the training genes (and the same graph source: coordinates or
+            ``obsp`` key); its own cell graph is built. The training data by default.
+        batch_size
+            Seed cells per pass.
+        """
+        self.module.eval()
+        data = self._graph_data_for(adata)
+        batch_size = batch_size or min(data.n_cells, 4096)
+        parts = []
+        for start in range(0, data.n_cells, batch_size):
+            seeds = np.arange(start, min(start + batch_size, data.n_cells))
+            out = self.module.inference(data.batch(seeds, self.module.device))
+            parts.append(torch.cat([out["mlp_refined"][: len(seeds)], out["gcn_refined"]], dim=1).float().cpu())
+        return torch.cat(parts).numpy()
+
+    def predict(
+        self, adata: ad.AnnData | None = None, *, soft: bool = False, batch_size: int | None = None
+    ) -> np.ndarray | pd.DataFrame:
+        """Cluster of each cell: nearest cluster centre (cosine) of the L2-normalised embedding.
+
+        Parameters
+        ----------
+        adata
+            AnnData to cluster (its own cell graph is built); the training data by default.
+        soft
+            Return cosine similarities to each centre (cells x clusters frame) instead.
+        batch_size
+            Seed cells per pass.
+        """
+        self._check_if_trained(warn=False)
+        latent = _unit_rows(self.get_latent_representation(adata, batch_size=batch_size))
+        centers = self.module.cluster_centers.cpu().numpy()
+        distance = (latent**2).sum(1)[:, None] - 2 * latent @ centers.T + (centers**2).sum(1)[None, :]
+        if not soft:
+            return distance.argmin(axis=1)
+        names = (self.adata if adata is None else adata).obs_names
+        similarity = latent @ _unit_rows(centers).T
+        return pd.DataFrame(similarity, index=names, columns=[str(k) for k in range(len(centers))])
+
+    def gene_embedding(self) -> pd.DataFrame:
+        """Learned gene embedding ``U`` (selected genes x ``n_refined``)."""
+        with torch.inference_mode():
+            genes = self.module.gene_embedding().float().cpu().numpy()
+        return pd.DataFrame(genes, index=self.selected_genes_)
+
+    # ------------------------------------------------------------------------------------ save / load
+    @classmethod
+    def load(cls, dir_path: str, adata: ad.AnnData, **kwargs) -> SCRCL:
+        """Load a saved model for ``adata`` (same genes in the same order); ``adata`` is not modified.
+
+        Parameters
+        ----------
+        dir_path
+            Folder written by :meth:`save`.
+        adata
+            AnnData with the training genes, counts in the same layer and the same graph source.
+        **kwargs
+            Passed to :meth:`scvi.model.base.BaseModelClass.load`.
+        """
+        _, var_names, _, _ = _load_saved_files(dir_path, load_adata=False, map_location="cpu")
+        check_same_genes(pd.Index(var_names), adata)
+        setup = cls.load_registry(dir_path)["setup_args"]
+        view = training_view(adata, setup["layer"], obsm_keys=(setup["spatial_key"],), obsp_keys=(setup["graph_key"],))
+        model = super().load(dir_path, adata=view, **kwargs)
+        model.is_prepared_ = True
+        return model
+
+
+def _unit_rows(matrix: np.ndarray) -> np.ndarray:
+    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)

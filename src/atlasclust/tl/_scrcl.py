@@ -1,0 +1,210 @@
+"""``tl.scrcl``: scRCL clustering of scRNA-seq or spatial data, the scanpy way."""
+
+from __future__ import annotations
+
+import inspect
+
+import anndata as ad
+import numpy as np
+import scvi
+from scanpy import logging as logg
+
+from atlasclust.data import counts_matrix, training_view
+from atlasclust.pp._graphs import check_coordinates, spatial_majority_vote
+from atlasclust.scrcl import SCRCL
+
+from ._results import cluster_categorical, package_versions, storable, write_clustering
+
+_MODEL_OPTIONS = set(inspect.signature(SCRCL.__init__).parameters) - {"self", "adata", "registry"}
+
+
+def scrcl(
+    adata: ad.AnnData,
+    n_clusters: int | None = None,
+    *,
+    layer: str | None = None,
+    spatial_key: str | None = None,
+    graph_key: str | None = None,
+    n_neighbors: int = 15,
+    n_gene_neighbors: int = 5,
+    n_top_genes: int | None = 2000,
+    n_hidden: int = 256,
+    temperature: float = 1.0,
+    alpha: float = 100.0,
+    beta: float = 1.0,
+    resolution: float = 1.0,
+    smooth_labels: int = 0,
+    max_epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float = 1e-3,
+    accelerator: str = "auto",
+    devices: int | list[int] | str = "auto",
+    enable_progress_bar: bool = True,
+    random_state: int = 0,
+    key_added: str = "scrcl",
+    copy: bool = False,
+    return_model: bool = False,
+    **kwargs,
+) -> ad.AnnData | SCRCL | tuple[ad.AnnData, SCRCL] | None:
+    """Cluster cells or spots with scRCL :cite:p:`Peng2026`.
+
+    An MLP view and a GCN view of the cell graph are aligned by contrastive losses and refined
+    by gene embeddings learned on a gene-gene graph; the embedding ``[Z_mlp | Z_gcn]`` is then
+    clustered by k-means (``n_clusters`` given) or Leiden. No loss forms an ``N x N`` array, and
+    above 20,000 cells training goes by mini-batches of seed cells and their graph neighbours.
+    No cell labels are read.
+
+    Parameters
+    ----------
+    adata
+        Annotated data with raw counts (cells x genes).
+    n_clusters
+        Number of clusters; ``None`` uses Leiden at ``resolution`` on the embedding.
+    layer
+        Layer with raw counts; ``None`` uses ``adata.X``.
+    spatial_key
+        ``obsm`` key of spot coordinates (e.g. ``"spatial"``): the cell graph is their kNN graph.
+    graph_key
+        ``obsp`` key of a cell graph to use as it is (binarised and symmetrised).
+    n_neighbors
+        Neighbours per cell of the expression (or spatial) kNN graph.
+    n_gene_neighbors
+        Neighbours per gene of the gene graph (the gene itself included).
+    n_top_genes
+        Number of highly variable genes (Seurat flavour); ``None`` uses all genes.
+    n_hidden
+        Width of both views.
+    temperature
+        Softmax temperature of the alignment losses.
+    alpha
+        Weight of the neighbourhood contrastive loss.
+    beta
+        Weight of the cross-view consistency loss.
+    resolution
+        Leiden resolution when ``n_clusters`` is ``None``.
+    smooth_labels
+        With ``spatial_key``: relabel each spot by majority vote over itself and this many
+        nearest spots (0: off; the reference uses 50).
+    max_epochs
+        Passes over the cells; ``None`` gives about 500 optimiser steps.
+    batch_size
+        Seed cells per step; ``None`` is full batch up to 20,000 cells, 2048 above.
+    lr
+        Adam learning rate.
+    accelerator
+        Lightning accelerator.
+    devices
+        Lightning devices.
+    enable_progress_bar
+        Show the training progress bar.
+    random_state
+        Seed of everything random in the run.
+    key_added
+        Name under which results are stored.
+    copy
+        Return a copy instead of writing into ``adata``.
+    return_model
+        Also return the trained :class:`~atlasclust.models.SCRCL`.
+    **kwargs
+        Further model options (``n_refined``, ``n_descriptors``, ``dropout``, ``smoothing``) or
+        training options of :meth:`~atlasclust.models.SCRCL.train` (``weight_decay``,
+        ``strategy``, ``plan_kwargs``, Lightning ``Trainer`` arguments).
+
+    Returns
+    -------
+    ``None``, the AnnData (``copy=True``), the model (``return_model=True``) or ``(adata, model)``.
+    Written only once training has succeeded:
+
+    `adata.obsm['X_scrcl' | 'X_' + key_added]` : :class:`numpy.ndarray` (float32)
+        The embedding ``[Z_mlp | Z_gcn]``.
+    `adata.obs['scrcl' | key_added]` : :class:`pandas.Series` (dtype ``category``)
+        Cluster labels ``'0', '1', …``.
+    `adata.obsp['scrcl_connectivities' | key_added + '_connectivities']` : :class:`scipy.sparse.csr_matrix`
+        The binary cell graph the method used.
+    `adata.varm['scrcl_gene_embedding' | key_added + '_gene_embedding']` : :class:`numpy.ndarray`
+        Learned gene embedding (``NaN`` for genes the model did not use).
+    `adata.uns['scrcl' | key_added]` : :class:`dict`
+        ``params`` (every argument, the seed, versions), ``history`` (per-epoch losses) and
+        ``genes`` (the genes the model used).
+
+    Examples
+    --------
+    >>> import atlasclust as ac
+    >>> adata = ac.datasets.zeisel()
+    >>> ac.tl.scrcl(adata, n_clusters=7)
+    >>> ac.tl.scrcl(spots, n_clusters=7, spatial_key="spatial", smooth_labels=50)
+    """
+    arguments = {name: value for name, value in locals().items() if name not in ("adata", "kwargs")} | kwargs
+    start = logg.info("running scRCL")
+    if copy and adata.isbacked:
+        msg = "copy=True needs an in-memory AnnData; with backed data, write the result with adata.write(new_path)."
+        raise ValueError(msg)
+    if smooth_labels and spatial_key is None:
+        msg = "smooth_labels needs spot coordinates: pass spatial_key (e.g. 'spatial')."
+        raise ValueError(msg)
+    counts_matrix(adata, layer)
+    model_options = {k: v for k, v in kwargs.items() if k in _MODEL_OPTIONS}
+    train_options = {k: v for k, v in kwargs.items() if k not in _MODEL_OPTIONS}
+
+    scvi.settings.seed = random_state
+    view = training_view(adata, layer, obsm_keys=(spatial_key,), obsp_keys=(graph_key,))
+    SCRCL.setup_anndata(view, layer=layer, spatial_key=spatial_key, graph_key=graph_key)
+    model = SCRCL(
+        view,
+        n_clusters,
+        n_top_genes=n_top_genes,
+        n_neighbors=n_neighbors,
+        n_gene_neighbors=n_gene_neighbors,
+        n_hidden=n_hidden,
+        temperature=temperature,
+        alpha=alpha,
+        beta=beta,
+        resolution=resolution,
+        **model_options,
+    )
+    model.train(
+        max_epochs,
+        batch_size=batch_size,
+        lr=lr,
+        accelerator=accelerator,
+        devices=devices,
+        enable_progress_bar=enable_progress_bar,
+        random_state=random_state,
+        **train_options,
+    )
+    embedding = model.get_latent_representation()
+    codes = model.predict()
+    if smooth_labels:
+        coordinates = check_coordinates(adata.obsm[spatial_key], key=spatial_key, n_obs=adata.n_obs)
+        codes = spatial_majority_vote(codes, coordinates, n_neighbors=smooth_labels)
+    labels = cluster_categorical(codes)
+
+    gene_embedding = model.gene_embedding()
+    varm = np.full((adata.n_vars, gene_embedding.shape[1]), np.nan, dtype=np.float32)
+    varm[model.module.gene_index.cpu().numpy()] = gene_embedding.to_numpy()
+    graph = model._graph_data_for(None).adjacency
+
+    params = arguments | {
+        "n_epochs_trained": len(model.history_),
+        "n_clusters_found": len(labels.categories),
+        "versions": package_versions(),
+    }
+    target = adata.copy() if copy else adata
+    written = write_clustering(
+        target,
+        key_added,
+        embedding=embedding,
+        labels=labels,
+        uns={"params": storable(params), "history": model.history_, "genes": model.selected_genes_},
+    )
+    target.obsp[f"{key_added}_connectivities"] = graph.copy()
+    target.varm[f"{key_added}_gene_embedding"] = varm
+    written += [f"obsp['{key_added}_connectivities']", f"varm['{key_added}_gene_embedding']"]
+    logg.info(
+        "    finished",
+        time=start,
+        deep=f"found {len(labels.categories)} clusters and added\n    " + ", ".join(written),
+    )
+    if return_model:
+        return (target, model) if copy else model
+    return target if copy else None

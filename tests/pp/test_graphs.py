@@ -1,0 +1,66 @@
+import numpy as np
+import scipy.sparse as sp
+
+from atlasclust.pp._graphs import (
+    binary_symmetric,
+    expression_graph,
+    gcn_normalize,
+    gene_graph,
+    spatial_graph,
+    spatial_majority_vote,
+)
+
+
+def _is_binary_symmetric_without_loops(graph) -> bool:
+    return (
+        sp.issparse(graph)
+        and (graph != graph.T).nnz == 0
+        and graph.diagonal().sum() == 0
+        and set(np.unique(graph.data)) == {1.0}
+    )
+
+
+def test_spatial_graph_links_grid_neighbours():
+    row, col = np.divmod(np.arange(100), 10)
+    graph = spatial_graph(np.column_stack([col, row]).astype(float), n_neighbors=4)
+    assert _is_binary_symmetric_without_loops(graph)
+    # an inner spot's 4 nearest spots are its grid neighbours (distance 1)
+    assert set(graph[55].indices) == {45, 54, 56, 65}
+
+
+def test_expression_graph_above_4096_cells():
+    # pynndescent 0.7 with scanpy 1.11 crashes here (above 4096 cells); pinned below 0.7
+    coordinates = np.random.default_rng(0).normal(size=(5000, 10)).astype(np.float32)
+    graph = expression_graph(coordinates, n_neighbors=10)
+    assert graph.shape == (5000, 5000)
+    assert _is_binary_symmetric_without_loops(graph)
+    assert np.diff(graph.indptr).min() >= 5
+
+
+def test_binary_symmetric_unions_directed_edges():
+    directed = sp.csr_matrix(np.array([[0, 2.5, 0], [0, 0, 0], [0.1, 0, 1]]))
+    graph = binary_symmetric(directed)
+    np.testing.assert_array_equal(graph.toarray(), [[0, 1, 1], [1, 0, 0], [1, 0, 0]])
+
+
+def test_gene_graph_is_directed_and_includes_each_gene():
+    descriptors = np.random.default_rng(1).normal(size=(50, 4))
+    graph = gene_graph(descriptors, n_neighbors=5)
+    assert (graph.diagonal() == 1).all()
+    assert (np.diff(graph.indptr) == 5).all()
+
+
+def test_gcn_normalize_matches_formula():
+    adjacency = binary_symmetric(sp.random(30, 30, density=0.1, random_state=0))
+    dense = adjacency.toarray() + np.eye(30)
+    scale = 1 / np.sqrt(dense.sum(axis=1))
+    np.testing.assert_allclose(gcn_normalize(adjacency).toarray(), scale[:, None] * dense * scale[None, :], rtol=1e-6)
+
+
+def test_majority_vote_fixes_isolated_mislabels():
+    row, col = np.divmod(np.arange(100), 10)
+    coordinates = np.column_stack([col, row]).astype(float)
+    truth = (row >= 5).astype(int)
+    noisy = truth.copy()
+    noisy[[22, 77]] = 1 - noisy[[22, 77]]
+    np.testing.assert_array_equal(spatial_majority_vote(noisy, coordinates, n_neighbors=8), truth)

@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+import scvi
+import torch
+
+import atlasclust as ac
+from atlasclust.data import training_view
+from atlasclust.models import SCRCL
+
+OPTIONS = {"n_top_genes": 150, "n_hidden": 64}
+TRAIN = {"max_epochs": 20, "enable_progress_bar": False}
+
+
+def _model(adata, **options) -> SCRCL:
+    scvi.settings.seed = 0
+    view = training_view(adata)
+    SCRCL.setup_anndata(view)
+    return SCRCL(view, 4, **(OPTIONS | options))
+
+
+@torch.no_grad()
+def _losses(model, batches) -> dict[str, float]:
+    module = model.module
+    data = model._graph_data_for(None)
+    module.graph_data = data
+    module.eval()
+    totals = {"hea": 0.0, "ndc": 0.0, "cvc": 0.0}
+    for seeds in batches:
+        output = module.loss(None, module.inference(data.batch(seeds, "cpu")), {})
+        for name in totals:
+            totals[name] += float(output.extra_metrics[name]) / len(batches)
+    return totals
+
+
+def test_mini_batch_losses_estimate_the_full_batch_losses(counts):
+    model = _model(counts)
+    model._fit_input_transform(0)
+    cells = np.random.default_rng(0).permutation(counts.n_obs)
+    full = _losses(model, [cells])
+    mini = _losses(model, np.array_split(cells, 6))
+    assert mini["ndc"] == pytest.approx(full["ndc"], rel=0.05)
+    assert mini["cvc"] == pytest.approx(full["cvc"], rel=0.1)
+    # the global alignment term takes each batch as its population: same scale, not the same value
+    assert mini["hea"] == pytest.approx(full["hea"], rel=0.5)
+
+
+def test_mini_batch_training_clusters_like_full_batch(counts):
+    full = _model(counts)
+    full.train(**(TRAIN | {"max_epochs": 150, "lr": 1e-3}))
+    mini = _model(counts)
+    mini.train(**(TRAIN | {"max_epochs": 40, "batch_size": 128, "lr": 1e-3}))
+    assert len(mini.history_) == 40
+    truth = counts.obs["cell_type"]
+    ari_full = ac.metrics.evaluate(truth, full.predict())["ARI"]
+    ari_mini = ac.metrics.evaluate(truth, mini.predict())["ARI"]
+    assert ari_mini > 0.8 and ari_full > 0.8, (ari_mini, ari_full)
+
+
+def test_batches_hold_only_the_seeds_neighbourhood(counts):
+    model = _model(counts)
+    model._fit_input_transform(0)
+    data = model._graph_data_for(None)
+    seeds = np.arange(10)
+    batch = data.batch(seeds, "cpu")
+    neighbours = np.unique(np.concatenate([data.adjacency[s].indices for s in seeds]))
+    assert set(batch["nodes"].numpy()) == set(seeds) | set(neighbours)
+    np.testing.assert_array_equal(batch["nodes"].numpy()[:10], seeds)
+    assert batch["propagation"].shape == (10, len(batch["nodes"]))
+
+
+def test_save_load_and_predict_on_held_back_cells(counts, tmp_path):
+    train, held_back = counts[:500].copy(), counts[500:].copy()
+    model = _model(train)
+    model.train(**(TRAIN | {"max_epochs": 150, "lr": 1e-3}))
+    model.save(tmp_path / "model")
+    with pytest.raises(ValueError, match="already exists"):
+        model.save(tmp_path / "model")
+    loaded = SCRCL.load(tmp_path / "model", train)
+    # same weights and graph; only float summation order may differ
+    np.testing.assert_allclose(loaded.get_latent_representation(), model.get_latent_representation(), atol=1e-5)
+    np.testing.assert_array_equal(loaded.predict(held_back), model.predict(held_back))
+    assert "_indices" not in train.obs
+    # new cells land in the clusters of their type
+    truth = held_back.obs["cell_type"]
+    assert ac.metrics.evaluate(truth, loaded.predict(held_back))["ARI"] > 0.8
+    soft = loaded.predict(held_back, soft=True)
+    assert soft.shape == (100, 4) and list(soft.index) == list(held_back.obs_names)
+
+
+def test_load_refuses_other_genes(counts, tmp_path):
+    model = _model(counts)
+    model.train(**(TRAIN | {"max_epochs": 2}))
+    model.save(tmp_path / "model")
+    with pytest.raises(ValueError, match="Genes do not match"):
+        SCRCL.load(tmp_path / "model", counts[:, :150].copy())

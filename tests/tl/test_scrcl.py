@@ -1,0 +1,151 @@
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from helpers import BAD_INPUTS, assert_unchanged, snapshot
+
+import atlasclust as ac
+
+#: A small scRCL for tests: the behaviour under test does not depend on size.
+SCRCL_FAST = {"n_top_genes": 150, "n_hidden": 64, "max_epochs": 20, "enable_progress_bar": False}
+
+
+@pytest.fixture(scope="module")
+def scrcl_run():
+    """One trained run shared by the tests that only read its output: (adata, model)."""
+    adata = ac.datasets.simulate(600, 200, 4, n_markers=25, random_state=0)
+    model = ac.tl.scrcl(adata, 4, return_model=True, **(SCRCL_FAST | {"max_epochs": 150}))
+    return adata, model
+
+
+def test_recovers_simulated_groups(scrcl_run):
+    adata, _ = scrcl_run
+    assert ac.metrics.evaluate(adata.obs["cell_type"], adata.obs["scrcl"])["ARI"] >= 0.9
+
+
+def test_output_contract(scrcl_run):
+    adata, model = scrcl_run
+    n_refined = 4  # n_clusters, as in the reference
+    assert adata.obsm["X_scrcl"].shape == (600, 2 * n_refined)
+    assert adata.obsm["X_scrcl"].dtype == np.float32
+    # each half of the embedding is a unit vector
+    np.testing.assert_allclose(np.linalg.norm(adata.obsm["X_scrcl"][:, :n_refined], axis=1), 1.0, rtol=1e-5)
+    labels = adata.obs["scrcl"]
+    assert isinstance(labels.dtype, pd.CategoricalDtype)
+    assert set(labels.cat.categories) <= {"0", "1", "2", "3"}
+    graph = adata.obsp["scrcl_connectivities"]
+    assert sp.issparse(graph) and graph.shape == (600, 600)
+    assert (graph != graph.T).nnz == 0 and graph.diagonal().sum() == 0
+    assert set(np.unique(graph.data)) == {1.0}
+    assert "connectivities" not in adata.obsp
+    genes = adata.varm["scrcl_gene_embedding"]
+    assert genes.shape == (200, n_refined)
+    assert np.isfinite(genes).all(axis=1).sum() == 150 and (genes[np.isfinite(genes)] >= 0).all()
+    uns = adata.uns["scrcl"]
+    assert uns["params"]["n_clusters"] == 4 and uns["params"]["spatial_key"] is None
+    assert {"train_loss", "hea_train", "ndc_train", "cvc_train"} <= set(uns["history"].columns)
+    assert len(uns["history"]) == 150
+    assert len(uns["genes"]) == 150
+    assert "_indices" not in adata.obs
+
+
+def test_copy_and_key_added_leave_input(counts):
+    before = snapshot(counts)
+    result = ac.tl.scrcl(counts, 4, copy=True, key_added="rcl", **SCRCL_FAST)
+    assert_unchanged(counts, before)
+    assert {"X_rcl"} <= set(result.obsm) and "rcl" in result.obs and "rcl_connectivities" in result.obsp
+    assert "rcl_gene_embedding" in result.varm and "rcl" in result.uns
+
+
+def test_same_seed_same_result(counts):
+    first = ac.tl.scrcl(counts, 4, copy=True, **SCRCL_FAST)
+    second = ac.tl.scrcl(counts, 4, copy=True, **SCRCL_FAST)
+    np.testing.assert_array_equal(first.obsm["X_scrcl"], second.obsm["X_scrcl"])
+    assert first.obs["scrcl"].equals(second.obs["scrcl"])
+
+
+def test_number_of_clusters_found_by_leiden(scrcl_run):
+    adata, _ = scrcl_run
+    result = ac.tl.scrcl(adata, None, resolution=0.3, copy=True, **(SCRCL_FAST | {"max_epochs": 150}))
+    assert 3 <= result.obs["scrcl"].nunique() <= 8
+    assert ac.metrics.evaluate(adata.obs["cell_type"], result.obs["scrcl"])["NMI"] > 0.7
+
+
+def test_spatial_coordinates_beat_expression_alone_on_layered_tissue():
+    tissue = ac.datasets.simulate_tissue(30, 30, 4, 300, fold_change=1.6, random_state=1)
+    options = SCRCL_FAST | {"max_epochs": 100, "n_top_genes": 200}
+    expression = ac.tl.scrcl(tissue, 4, copy=True, **options)
+    spatial = ac.tl.scrcl(tissue, 4, spatial_key="spatial", copy=True, **options)
+    ari_expression = ac.metrics.evaluate(tissue.obs["layer"], expression.obs["scrcl"])["ARI"]
+    ari_spatial = ac.metrics.evaluate(tissue.obs["layer"], spatial.obs["scrcl"])["ARI"]
+    assert ari_spatial > ari_expression + 0.2, (ari_spatial, ari_expression)
+    smoothed = ac.tl.scrcl(tissue, 4, spatial_key="spatial", smooth_labels=8, copy=True, **options)
+    ari_smoothed = ac.metrics.evaluate(tissue.obs["layer"], smoothed.obs["scrcl"])["ARI"]
+    assert ari_smoothed >= ari_spatial - 0.02
+
+
+def test_user_graph_is_used(counts):
+    truth = counts.obs["cell_type"].cat.codes.to_numpy()
+    same_type = sp.csr_matrix((truth[:, None] == truth[None, :]).astype(np.float32))
+    counts.obsp["types"] = same_type  # a graph that links exactly the cells of a type
+    result = ac.tl.scrcl(counts, 4, graph_key="types", copy=True, **SCRCL_FAST)
+    expected = same_type.copy()
+    expected.setdiag(0)
+    expected.eliminate_zeros()
+    assert (result.obsp["scrcl_connectivities"] != expected).nnz == 0
+
+
+def test_isolated_cells_are_reported(counts, caplog):
+    graph = sp.random(600, 600, density=0.02, random_state=0, format="csr")
+    graph = graph + graph.T
+    graph[:3] = 0
+    graph[:, :3] = 0
+    counts.obsp["sparse"] = sp.csr_matrix(graph)
+    with caplog.at_level("WARNING"):
+        ac.tl.scrcl(counts, 4, graph_key="sparse", copy=True, **(SCRCL_FAST | {"max_epochs": 2}))
+    assert "3 cells have no neighbour" in caplog.text
+
+
+SPATIAL_BAD_INPUTS = {
+    "missing spatial key": ({"spatial_key": "spatial"}, None, KeyError, "'spatial' not found in adata.obsm"),
+    "1D coordinates": ({"spatial_key": "xy"}, np.zeros((600, 1)), ValueError, "cells x 2 or cells x 3"),
+    "NaN coordinates": ({"spatial_key": "xy"}, np.full((600, 2), np.nan), ValueError, "NaN or infinite coordinates"),
+    "missing graph key": ({"graph_key": "knn"}, None, KeyError, "'knn' not found in adata.obsp"),
+    "both keys": ({"graph_key": "knn", "spatial_key": "xy"}, np.zeros((600, 2)), ValueError, "not both"),
+    "smoothing without coordinates": ({"smooth_labels": 10}, None, ValueError, "pass spatial_key"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS) + list(SPATIAL_BAD_INPUTS))
+def test_bad_input_raises_clearly_and_changes_nothing(counts, case):
+    if case in BAD_INPUTS:
+        edit, options, error, message = BAD_INPUTS[case]
+        if edit is not None:
+            x = counts.X.toarray()
+            edit(x)
+            counts.X = sp.csr_matrix(x)
+    else:
+        options, coordinates, error, message = SPATIAL_BAD_INPUTS[case]
+        if coordinates is not None:
+            counts.obsm["xy"] = coordinates
+        if "graph_key" in options and "spatial_key" in options:
+            counts.obsp["knn"] = sp.identity(600, format="csr")
+    before = snapshot(counts)
+    with pytest.raises(error, match=message):
+        ac.tl.scrcl(counts, **(SCRCL_FAST | {"n_clusters": 4} | options))
+    assert_unchanged(counts, before)
+
+
+def test_too_few_cells_to_train():
+    tiny = ac.datasets.simulate(8, 40, 2, n_markers=5)
+    with pytest.raises(ValueError, match="at least 10 cells"):
+        ac.tl.scrcl(tiny, 2, **(SCRCL_FAST | {"n_top_genes": None}))
+
+
+def test_backed_input_gives_the_in_memory_result(counts, tmp_path):
+    counts.write_h5ad(tmp_path / "counts.h5ad")
+    backed = ad.read_h5ad(tmp_path / "counts.h5ad", backed="r")
+    in_memory = ac.tl.scrcl(counts, 4, copy=True, **SCRCL_FAST)
+    ac.tl.scrcl(backed, 4, **SCRCL_FAST)
+    np.testing.assert_allclose(backed.obsm["X_scrcl"], in_memory.obsm["X_scrcl"], atol=1e-5)
