@@ -34,5 +34,5 @@ def counts() -> ad.AnnData:
 def clustered():
     """One trained run shared by the tests that only read its output: (adata, model)."""
     adata = ac.datasets.simulate(600, 200, 4, n_markers=25, random_state=0)
-    model = ac.tl.bgformer(adata, 4, return_model=True, **FAST)
+    model = ac.tl.bgformer(adata, 4, return_model=True, store_attention=True, **FAST)
     return adata, model

@@ -1,3 +1,8 @@
+import signal
+import subprocess
+import sys
+import time
+
 import anndata as ad
 import numpy as np
 import pytest
@@ -75,3 +80,40 @@ def test_failed_run_keeps_an_earlier_output(tmp_path):
     assert main(["bgformer", str(source), "-o", str(out), "--quiet"]) == 1
     assert out.read_bytes() == b"previous result"
     assert np.array_equal(sorted(p.name for p in tmp_path.iterdir()), ["in.h5ad", "out.h5ad"])
+
+
+KILLED_WHILE_WRITING = """
+import os, signal, sys
+from pathlib import Path
+from atlasclust.cli import _write_atomically
+
+def write_half_then_die(tmp):
+    tmp.write_bytes(b"half a file")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+_write_atomically(Path(sys.argv[1]), write_half_then_die)
+"""
+
+
+def test_killed_mid_write_leaves_the_earlier_output_whole(tmp_path):
+    out = tmp_path / "out.h5ad"
+    out.write_bytes(b"previous result")
+    done = subprocess.run([sys.executable, "-c", KILLED_WHILE_WRITING, str(out)], check=False)
+    assert done.returncode == -signal.SIGKILL
+    assert out.read_bytes() == b"previous result"
+    # what SIGKILL cannot clean up is a hidden temporary file, never the output itself
+    assert [p.name for p in tmp_path.iterdir() if p.name != "out.h5ad"][0].startswith(".out.h5ad.")
+
+
+def test_killed_during_training_writes_nothing(tmp_path):
+    source, out = tmp_path / "in.h5ad", tmp_path / "out.h5ad"
+    ac.datasets.simulate(400, 100, 3, n_markers=20).write_h5ad(source)
+    command = [sys.executable, "-m", "atlasclust.cli", "bgformer", str(source), "-o", str(out), "--max-epochs", "500"]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(10)  # imports, reading and gene statistics take a few seconds; 500 epochs take minutes
+        assert process.poll() is None, "the run ended before it could be killed"
+    finally:
+        process.kill()
+        process.wait()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.h5ad"]

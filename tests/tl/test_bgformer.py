@@ -30,6 +30,10 @@ def test_output_contract(clustered):
     assert {"scvi-tools", "torch", "atlasclust"} <= set(uns["params"]["versions"])
     assert uns["attention"].shape == (len(labels.cat.categories), 4, 16)
     np.testing.assert_allclose(uns["attention"].sum(axis=-1), 1.0, rtol=1e-4)
+    per_cell = adata.obsm["bgformer_attention"]  # store_attention=True in the fixture
+    assert per_cell.shape == (600, 4 * 16) and per_cell.dtype == np.float16
+    np.testing.assert_allclose(per_cell.reshape(600, 4, 16).astype(np.float32).sum(axis=-1), 1.0, atol=1e-2)
+    assert uns["anchors"].shape == (16, 32)
     assert uns["anchor_usage"].shape == (16,)
     assert uns["anchor_usage"].sum() == pytest.approx(1.0, rel=1e-5)
     history = uns["history"]
@@ -53,6 +57,7 @@ def test_copy_returns_new_object_and_leaves_input(counts):
     result = ac.tl.bgformer(counts, 4, copy=True, key_added="bg", **FAST)
     assert_unchanged(counts, before)
     assert "bg" in result.obs and "X_bg" in result.obsm and "bg_confidence" in result.obs and "bg" in result.uns
+    assert "bg_attention" not in result.obsm  # per-cell attention only on request
 
 
 def test_return_model_and_copy_together(counts):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Iterator, Sequence
 
 import anndata as ad
@@ -19,6 +20,7 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from scvi.model.base._save_load import _load_saved_files
 
 from atlasclust._assign import cluster_centers, history_frame
+from atlasclust._guards import with_trainer_guard
 from atlasclust._validate import check_cluster_count
 from atlasclust.data import (
     counts_matrix,
@@ -332,17 +334,24 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
             | (plan_kwargs or {}),
             **trainer_kwargs,
         }
+        # a fresh callback list per fit: scvi-tools appends its progress bar to the list it is given
+        guarded = lambda: with_trainer_guard(fit_kwargs, "BGFormer", lr)
         # Lightning keeps the mode it finds the module in
         self.module.train()
         self.module.clustering_active = False
-        super().train(max_epochs=n_pretrain, **fit_kwargs)
+        self.batch_size_ = batch_size
+        start = time.perf_counter()
+        super().train(max_epochs=n_pretrain, **guarded())
+        self.training_seconds_ = time.perf_counter() - start  # Lightning's fits only, for benchmarks
         n_pretrain_done = len(history_frame(self.history_))
 
         self._initialize_clusters(init_cells, batch_size, random_state)
         self.module.clustering_active = True
         if max_epochs > n_pretrain:
             self.module.train()
-            super().train(max_epochs=max_epochs - n_pretrain, **fit_kwargs)
+            start = time.perf_counter()
+            super().train(max_epochs=max_epochs - n_pretrain, **guarded())
+            self.training_seconds_ += time.perf_counter() - start
         self.module.eval()
         # scvi-tools appends the second fit's epochs to the first's
         history = history_frame(self.history_)
@@ -505,15 +514,32 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
 
     @torch.inference_mode()
     def summarize(
-        self, adata: ad.AnnData | None = None, *, batch_size: int | None = None, num_workers: int = 0
+        self,
+        adata: ad.AnnData | None = None,
+        *,
+        batch_size: int | None = None,
+        num_workers: int = 0,
+        cell_attention: bool = False,
     ) -> dict[str, np.ndarray]:
         """Everything :func:`atlasclust.tl.bgformer` writes, in one pass over the data.
+
+        Parameters
+        ----------
+        adata
+            AnnData; the training data by default.
+        batch_size
+            Cells per batch.
+        num_workers
+            Data-loader worker processes.
+        cell_attention
+            Also return each cell's attention, flattened to ``heads * anchors`` float16 columns.
 
         Returns
         -------
         ``latent`` (cells x n_latent), ``soft`` (cells x clusters), ``attention`` (clusters x
-        heads x anchors, mean over the cells of each predicted cluster) and ``anchor_usage``
-        (share of cells whose nearest anchor is each anchor).
+        heads x anchors, mean over the cells of each predicted cluster), ``anchor_usage``
+        (share of cells whose nearest anchor is each anchor), ``anchors`` (anchors x n_latent)
+        and, when asked, ``cell_attention``.
         """
         self._check_if_trained(warn=False)
         self.module.eval()
@@ -524,8 +550,11 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         soft = np.empty((registered.n_obs, self.n_clusters_), dtype=np.float32)
         attention = torch.zeros(self.n_clusters_, n_heads, n_anchors, dtype=torch.float64)
         anchor_counts = torch.zeros(n_anchors, dtype=torch.float64)
+        per_cell = np.empty((registered.n_obs, n_heads * n_anchors), dtype=np.float16) if cell_attention else None
         for rows, outputs in self._batches(registered, None, batch_size, num_workers=num_workers):
             q = self.module.soft_assignment(outputs["z"])
+            if per_cell is not None:
+                per_cell[rows] = outputs["attention"].flatten(start_dim=1).cpu().numpy()
             latent[rows] = outputs["z"].float().cpu().numpy()
             soft[rows] = q.float().cpu().numpy()
             attention.index_add_(0, q.argmax(dim=1).cpu(), outputs["attention"].double().cpu())
@@ -533,12 +562,16 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
             anchor_counts += torch.bincount(index.cpu(), minlength=n_anchors).double()
         cluster_sizes = np.bincount(soft.argmax(axis=1), minlength=self.n_clusters_)
         attention = attention.numpy() / np.maximum(cluster_sizes, 1)[:, None, None]
-        return {
+        summary = {
             "latent": latent,
             "soft": soft,
             "attention": attention.astype(np.float32),
             "anchor_usage": (anchor_counts / registered.n_obs).numpy().astype(np.float32),
+            "anchors": self.module.codebook.anchors.detach().float().cpu().numpy(),
         }
+        if per_cell is not None:
+            summary["cell_attention"] = per_cell
+        return summary
 
     # ------------------------------------------------------------------------------------ save / load
     @classmethod

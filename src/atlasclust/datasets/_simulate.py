@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+_CHUNK_CELLS = 20_000
+
 
 def simulate(
     n_cells: int = 1000,
@@ -70,7 +72,7 @@ def simulate(
         index=[f"cell_{i}" for i in range(n_cells)],
     )
     var = pd.DataFrame(index=[f"gene_{j}" for j in range(n_genes)])
-    return ad.AnnData(X=sp.csr_matrix(counts.astype(np.float32)), obs=obs, var=var)
+    return ad.AnnData(X=counts, obs=obs, var=var)
 
 
 def simulate_tissue(
@@ -139,7 +141,7 @@ def simulate_tissue(
     )
     var = pd.DataFrame(index=[f"gene_{j}" for j in range(n_genes)])
     spatial = np.column_stack([col, row]).astype(np.float64)
-    return ad.AnnData(X=sp.csr_matrix(counts.astype(np.float32)), obs=obs, var=var, obsm={"spatial": spatial})
+    return ad.AnnData(X=counts, obs=obs, var=var, obsm={"spatial": spatial})
 
 
 def _check_marker_room(n_genes: int, n_groups: int, n_markers: int) -> None:
@@ -158,8 +160,8 @@ def _group_counts(
     mean_counts: float,
     dispersion: float,
     library_size_sd: float,
-) -> np.ndarray:
-    """NB counts (cells x genes) where each group up-regulates its own markers; no empty cell or gene."""
+) -> sp.csr_matrix:
+    """NB counts (cells x genes, CSR float32) where each group up-regulates its own markers; no empty cell or gene."""
     n_cells, n_groups = len(groups), int(groups.max()) + 1
     base = rng.gamma(shape=1.0, scale=mean_counts, size=n_genes) + 0.02
     means = np.tile(base, (n_groups, 1))
@@ -167,9 +169,22 @@ def _group_counts(
         markers = slice(group * n_markers, (group + 1) * n_markers)
         means[group, markers] *= fold_change
     library = np.exp(rng.normal(0.0, library_size_sd, size=n_cells))
-    mu = means[groups] * library[:, None]
-    # NB as a gamma-Poisson mixture
-    counts = rng.poisson(rng.gamma(1.0 / dispersion, mu * dispersion))
-    counts[counts.sum(axis=1) == 0, rng.integers(n_genes)] = 1
-    counts[rng.integers(n_cells), counts.sum(axis=0) == 0] = 1
-    return counts
+    # NB as a gamma-Poisson mixture, drawn in chunks of cells so that 10^6 cells never sit densely in memory
+    chunks = []
+    for start in range(0, n_cells, _CHUNK_CELLS):
+        rows = slice(start, start + _CHUNK_CELLS)
+        mu = means[groups[rows]] * library[rows, None]
+        chunks.append(sp.csr_matrix(rng.poisson(rng.gamma(1.0 / dispersion, mu * dispersion)).astype(np.float32)))
+    counts = sp.vstack(chunks, format="csr")
+    empty_cells = np.flatnonzero(counts.getnnz(axis=1) == 0)
+    fill = sp.csr_matrix(
+        (np.ones(len(empty_cells), np.float32), (empty_cells, np.full(len(empty_cells), rng.integers(n_genes)))),
+        shape=counts.shape,
+    )
+    counts = counts + fill
+    empty_genes = np.flatnonzero(counts.getnnz(axis=0) == 0)
+    fill = sp.csr_matrix(
+        (np.ones(len(empty_genes), np.float32), (np.full(len(empty_genes), rng.integers(n_cells)), empty_genes)),
+        shape=counts.shape,
+    )
+    return (counts + fill).tocsr()

@@ -18,6 +18,7 @@ from scvi.model.base._save_load import _load_saved_files
 from sklearn.decomposition import PCA
 
 from atlasclust._assign import cluster_centers, history_frame
+from atlasclust._guards import with_trainer_guard
 from atlasclust._validate import check_cluster_count
 from atlasclust.data import (
     counts_matrix,
@@ -371,15 +372,11 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
             train_size=1.0,
             enable_progress_bar=enable_progress_bar,
             plan_kwargs={"optimizer": "Adam", "lr": lr, "weight_decay": weight_decay} | (plan_kwargs or {}),
-            **trainer_kwargs,
+            **with_trainer_guard(trainer_kwargs, "scRCL", lr),
         )
         self.training_seconds_ = time.perf_counter() - start
         self.module.eval()
         self.history_ = history_frame(self.history_)
-        loss = self.history_.get("train_loss_epoch")
-        if loss is not None and not np.all(np.isfinite(loss)):
-            msg = "scRCL training diverged (non-finite loss); lower lr or raise temperature."
-            raise FloatingPointError(msg)
         self._cluster(random_state)
 
     def _cluster(self, random_state: int) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import scvi
 from scanpy import logging as logg
 
+from atlasclust._guards import halving_batch_size_on_oom
 from atlasclust.bgformer import BGFormer
 from atlasclust.data import counts_matrix, training_view
 
@@ -35,6 +36,8 @@ def bgformer(
     strategy: str = "auto",
     num_workers: int = 0,
     early_stopping: bool = False,
+    store_attention: bool = False,
+    auto_batch_size: bool = False,
     enable_progress_bar: bool = True,
     random_state: int = 0,
     key_added: str = "bgformer",
@@ -87,6 +90,13 @@ def bgformer(
         Data-loader workers; helps with backed data.
     early_stopping
         Stop each phase on an unsupervised validation loss (holds out 10% of cells).
+    store_attention
+        Also keep each cell's attention (``heads * anchors`` float16 values per cell) in
+        ``obsm[key_added + "_attention"]``, so that :func:`atlasclust.pl.attention_heatmap` can
+        group cells by any ``obs`` column without the model.
+    auto_batch_size
+        On GPU out-of-memory, halve ``batch_size`` and start again (down to 16 cells) instead of
+        raising a :class:`MemoryError` that names the batch size to try.
     enable_progress_bar
         Show the training progress bar.
     random_state
@@ -115,11 +125,13 @@ def bgformer(
         Cluster labels ``'0', '1', …``.
     `adata.obs['bgformer_confidence' | key_added + '_confidence']` : :class:`pandas.Series` (float)
         Highest soft-assignment probability of each cell.
+    `adata.obsm['bgformer_attention' | key_added + '_attention']` : :class:`numpy.ndarray` (float16)
+        Only with ``store_attention=True``: per-cell attention, ``cells x (heads * anchors)``.
     `adata.uns['bgformer' | key_added]` : :class:`dict`
         ``params`` (every argument, the seed, the number of clusters, package versions),
         ``history`` (per-epoch losses), ``attention`` (clusters x heads x anchors mean attention,
         rows in the order of the label categories), ``anchor_usage`` (share of cells nearest to
-        each anchor) and ``genes`` (the genes the model used).
+        each anchor), ``anchors`` (the anchor vectors) and ``genes`` (the genes the model used).
 
     Examples
     --------
@@ -137,33 +149,37 @@ def bgformer(
     model_options = {k: v for k, v in kwargs.items() if k in _MODEL_OPTIONS}
     train_options = {k: v for k, v in kwargs.items() if k not in _MODEL_OPTIONS}
 
-    scvi.settings.seed = random_state
-    view = training_view(adata, layer)
-    BGFormer.setup_anndata(view, layer=layer)
-    model = BGFormer(
-        view,
-        n_clusters,
-        n_top_genes=n_top_genes,
-        n_latent=n_latent,
-        n_anchors=n_anchors,
-        n_heads=n_heads,
-        resolution=resolution,
-        **model_options,
-    )
-    model.train(
-        max_epochs,
-        batch_size=batch_size,
-        lr=lr,
-        accelerator=accelerator,
-        devices=devices,
-        strategy=strategy,
-        num_workers=num_workers,
-        early_stopping=early_stopping,
-        enable_progress_bar=enable_progress_bar,
-        random_state=random_state,
-        **train_options,
-    )
-    summary = model.summarize(num_workers=num_workers)
+    def fit(batch_size: int) -> BGFormer:
+        scvi.settings.seed = random_state
+        view = training_view(adata, layer)
+        BGFormer.setup_anndata(view, layer=layer)
+        model = BGFormer(
+            view,
+            n_clusters,
+            n_top_genes=n_top_genes,
+            n_latent=n_latent,
+            n_anchors=n_anchors,
+            n_heads=n_heads,
+            resolution=resolution,
+            **model_options,
+        )
+        model.train(
+            max_epochs,
+            batch_size=batch_size,
+            lr=lr,
+            accelerator=accelerator,
+            devices=devices,
+            strategy=strategy,
+            num_workers=num_workers,
+            early_stopping=early_stopping,
+            enable_progress_bar=enable_progress_bar,
+            random_state=random_state,
+            **train_options,
+        )
+        return model
+
+    model = halving_batch_size_on_oom(fit, batch_size, allow=auto_batch_size)
+    summary = model.summarize(num_workers=num_workers, cell_attention=store_attention)
     codes = summary["soft"].argmax(axis=1)
     labels = cluster_categorical(codes)
     present = np.asarray(labels.categories).astype(int)
@@ -173,6 +189,7 @@ def bgformer(
     params = arguments | {
         "n_epochs_trained": len(model.history_),
         "n_clusters_found": int(model.n_clusters_),
+        "batch_size_used": int(model.batch_size_),
         "versions": package_versions(),
     }
     target = adata.copy() if copy else adata
@@ -182,11 +199,13 @@ def bgformer(
         embedding=summary["latent"],
         labels=labels,
         obs_extra={f"{key_added}_confidence": summary["soft"].max(axis=1)},
+        obsm_extra={f"{key_added}_attention": summary["cell_attention"]} if store_attention else None,
         uns={
             "params": storable(params),
             "history": model.history_,
             "attention": summary["attention"][present],
             "anchor_usage": summary["anchor_usage"],
+            "anchors": summary["anchors"],
             "genes": model.selected_genes_,
         },
     )

@@ -33,6 +33,7 @@ def write_clustering(
     embedding: np.ndarray,
     labels: pd.Categorical,
     obs_extra: dict[str, np.ndarray] | None = None,
+    obsm_extra: dict[str, np.ndarray] | None = None,
     uns: dict,
 ) -> list[str]:
     """Write embedding, labels, extra obs columns and ``uns`` under ``key_added``.
@@ -47,6 +48,9 @@ def write_clustering(
     for column, values in (obs_extra or {}).items():
         adata.obs[column] = values
         written.append(f"obs[{column!r}]")
+    for name, values in (obsm_extra or {}).items():
+        adata.obsm[name] = values
+        written.append(f"obsm[{name!r}]")
     adata.uns[key_added] = uns
     written.append(f"uns[{key_added!r}]")
     return written

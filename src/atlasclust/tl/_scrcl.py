@@ -9,9 +9,11 @@ import numpy as np
 import scvi
 from scanpy import logging as logg
 
+from atlasclust._guards import halving_batch_size_on_oom
 from atlasclust.data import counts_matrix, training_view
 from atlasclust.pp._graphs import check_coordinates, spatial_majority_vote
 from atlasclust.scrcl import SCRCL
+from atlasclust.scrcl._model import default_batch_size
 
 from ._results import cluster_categorical, package_versions, storable, write_clustering
 
@@ -39,6 +41,7 @@ def scrcl(
     lr: float = 1e-3,
     accelerator: str = "auto",
     devices: int | list[int] | str = "auto",
+    auto_batch_size: bool = False,
     enable_progress_bar: bool = True,
     random_state: int = 0,
     key_added: str = "scrcl",
@@ -95,6 +98,9 @@ def scrcl(
         Lightning accelerator.
     devices
         Lightning devices.
+    auto_batch_size
+        On GPU out-of-memory, halve the batch and start again (down to 16 seed cells) instead
+        of raising a :class:`MemoryError` that names the batch size to try.
     enable_progress_bar
         Show the training progress bar.
     random_state
@@ -146,32 +152,37 @@ def scrcl(
     model_options = {k: v for k, v in kwargs.items() if k in _MODEL_OPTIONS}
     train_options = {k: v for k, v in kwargs.items() if k not in _MODEL_OPTIONS}
 
-    scvi.settings.seed = random_state
-    view = training_view(adata, layer, obsm_keys=(spatial_key,), obsp_keys=(graph_key,))
-    SCRCL.setup_anndata(view, layer=layer, spatial_key=spatial_key, graph_key=graph_key)
-    model = SCRCL(
-        view,
-        n_clusters,
-        n_top_genes=n_top_genes,
-        n_neighbors=n_neighbors,
-        n_gene_neighbors=n_gene_neighbors,
-        n_hidden=n_hidden,
-        temperature=temperature,
-        alpha=alpha,
-        beta=beta,
-        resolution=resolution,
-        **model_options,
-    )
-    model.train(
-        max_epochs,
-        batch_size=batch_size,
-        lr=lr,
-        accelerator=accelerator,
-        devices=devices,
-        enable_progress_bar=enable_progress_bar,
-        random_state=random_state,
-        **train_options,
-    )
+    def fit(batch_size: int) -> SCRCL:
+        scvi.settings.seed = random_state
+        view = training_view(adata, layer, obsm_keys=(spatial_key,), obsp_keys=(graph_key,))
+        SCRCL.setup_anndata(view, layer=layer, spatial_key=spatial_key, graph_key=graph_key)
+        model = SCRCL(
+            view,
+            n_clusters,
+            n_top_genes=n_top_genes,
+            n_neighbors=n_neighbors,
+            n_gene_neighbors=n_gene_neighbors,
+            n_hidden=n_hidden,
+            temperature=temperature,
+            alpha=alpha,
+            beta=beta,
+            resolution=resolution,
+            **model_options,
+        )
+        model.train(
+            max_epochs,
+            batch_size=batch_size,
+            lr=lr,
+            accelerator=accelerator,
+            devices=devices,
+            enable_progress_bar=enable_progress_bar,
+            random_state=random_state,
+            **train_options,
+        )
+        return model
+
+    first_batch = default_batch_size(adata.n_obs) if batch_size is None else batch_size
+    model = halving_batch_size_on_oom(fit, first_batch, allow=auto_batch_size)
     embedding = model.get_latent_representation()
     codes = model.predict()
     if smooth_labels:
@@ -187,6 +198,7 @@ def scrcl(
     params = arguments | {
         "n_epochs_trained": len(model.history_),
         "n_clusters_found": len(labels.categories),
+        "batch_size_used": int(model.batch_size_),
         "versions": package_versions(),
     }
     target = adata.copy() if copy else adata

@@ -1,0 +1,139 @@
+"""Class-level cell-to-anchor attention of a BGFormer result, one heatmap per head."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import anndata as ad
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from scipy.cluster.hierarchy import leaves_list, linkage
+
+from ._utils import finish, require_result
+
+
+def attention_heatmap(
+    adata: ad.AnnData,
+    key: str = "bgformer",
+    *,
+    groupby: str | None = None,
+    heads: Sequence[int] | None = None,
+    model=None,
+    cmap: str = "viridis",
+    figsize: tuple[float, float] | None = None,
+    ax: plt.Axes | None = None,
+    show: bool | None = None,
+    save: bool | str | None = None,
+    return_fig: bool = False,
+):
+    """Mean cell-to-anchor attention per group of cells, one panel per attention head.
+
+    Rows are groups of cells, columns are anchors, ordered by hierarchical clustering of the
+    anchor vectors (cosine distance) so that similar anchors sit together. As in Fig. 5 of the
+    BGFormer paper :cite:p:`Liang2026`, clusters whose cells read the same anchors look alike.
+
+    Parameters
+    ----------
+    adata
+        AnnData on which :func:`atlasclust.tl.bgformer` ran.
+    key
+        The ``key_added`` of that run.
+    groupby
+        ``obs`` column whose groups form the rows. ``None`` uses the predicted clusters and the
+        attention stored in ``uns[key]["attention"]``. Any other column needs the per-cell
+        attention: ``obsm[key + "_attention"]`` (written by ``tl.bgformer(…, store_attention=True)``)
+        or the trained ``model``.
+    heads
+        Heads to draw; all by default.
+    model
+        The trained :class:`~atlasclust.models.BGFormer` (``return_model=True``), used to compute
+        attention for ``groupby`` when it was not stored.
+    cmap
+        Colour map of the heatmaps.
+    figsize
+        Figure size; by default grows with the number of heads and groups.
+    ax
+        Axes to draw into (only when one head is drawn).
+    show
+        Show the figure (scanpy's default when ``None``).
+    save
+        ``True`` or a file-name suffix such as ``"_zeisel.png"``: write the figure to
+        ``sc.settings.figdir`` as scanpy does.
+    return_fig
+        Return the :class:`~matplotlib.figure.Figure`.
+
+    Returns
+    -------
+    The figure when ``return_fig=True``, else ``None``.
+    """
+    require_result(adata, key, obs=True, uns="attention")
+    result = adata.uns[key]
+    if groupby is None or groupby == key:
+        groups = list(adata.obs[key].cat.categories)
+        attention = np.asarray(result["attention"], dtype=np.float64)
+        title = key
+    else:
+        groups, attention = _attention_by(adata, key, groupby, model)
+        title = groupby
+    n_heads = attention.shape[1]
+    heads = list(range(n_heads)) if heads is None else list(heads)
+    if not heads or any(not 0 <= h < n_heads for h in heads):
+        msg = f"heads must be a non-empty subset of 0..{n_heads - 1}, got {heads}."
+        raise ValueError(msg)
+    if ax is not None and len(heads) != 1:
+        msg = f"ax= takes one panel; pass heads=[h] or leave ax=None to draw {len(heads)} heads."
+        raise ValueError(msg)
+    order = anchor_order(np.asarray(result["anchors"]) if "anchors" in result else attention.mean(axis=(0, 1))[:, None])
+
+    if ax is None:
+        width = figsize or (3.2 * len(heads) + 1.2, 0.25 * len(groups) + 1.8)
+        figure, axes = plt.subplots(1, len(heads), figsize=width, squeeze=False, layout="constrained")
+        axes = list(axes[0])
+    else:
+        figure, axes = ax.figure, [ax]
+    vmax = float(attention[:, heads].max())
+    for panel, head in zip(axes, heads, strict=True):
+        image = panel.imshow(
+            attention[:, head][:, order], aspect="auto", cmap=cmap, vmin=0.0, vmax=vmax, interpolation="nearest"
+        )
+        panel.set_title(f"head {head}")
+        panel.set_xlabel("anchors (similar ones together)")
+        panel.set_xticks([])
+        panel.set_yticks(range(len(groups)), labels=[str(g) for g in groups] if panel is axes[0] else [])
+    axes[0].set_ylabel(title)
+    figure.colorbar(image, ax=axes, label="mean attention", shrink=0.8)
+    return finish(figure, f"attention_heatmap_{key}", show=show, save=save, return_fig=return_fig)
+
+
+def anchor_order(vectors: np.ndarray) -> np.ndarray:
+    """Leaf order of average-linkage clustering of anchors (cosine distance; Euclidean for 1-D)."""
+    if len(vectors) < 3:
+        return np.arange(len(vectors))
+    metric = "cosine" if vectors.shape[1] > 1 and (np.linalg.norm(vectors, axis=1) > 0).all() else "euclidean"
+    return leaves_list(linkage(vectors, method="average", metric=metric))
+
+
+def _attention_by(adata: ad.AnnData, key: str, groupby: str, model) -> tuple[list, np.ndarray]:
+    """Mean attention (groups x heads x anchors) for the groups of ``obs[groupby]``."""
+    if groupby not in adata.obs:
+        msg = f"groupby={groupby!r} is not a column of adata.obs (columns: {list(adata.obs.columns)})."
+        raise KeyError(msg)
+    labels = pd.Categorical(adata.obs[groupby])  # keeps the order of a categorical column
+    codes = labels.codes
+    present = [i for i in range(len(labels.categories)) if (codes == i).any()]
+    stored = f"{key}_attention"
+    if stored in adata.obsm:
+        n_heads = int(adata.uns[key]["params"]["n_heads"])
+        per_cell = np.asarray(adata.obsm[stored], dtype=np.float64).reshape(adata.n_obs, n_heads, -1)
+        means = np.stack([per_cell[codes == i].mean(axis=0) for i in present])
+    elif model is not None:
+        by_group = model.get_attention(adata, groups=codes)
+        means = np.stack([by_group[str(i)] for i in present])
+    else:
+        msg = (
+            f"groupby={groupby!r} needs the per-cell attention: pass model= (ac.tl.bgformer(…, return_model=True)) "
+            f"or run ac.tl.bgformer(…, store_attention=True), which writes adata.obsm[{stored!r}]."
+        )
+        raise KeyError(msg)
+    return [labels.categories[i] for i in present], means

@@ -1,0 +1,32 @@
+"""What every ``pl`` helper shares: checking that ``tl`` ran, and scanpy's save/show/return rules."""
+
+from __future__ import annotations
+
+import anndata as ad
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+from scanpy.pl._utils import savefig_or_show
+
+
+def require_result(
+    adata: ad.AnnData, key: str, *, obsm: bool = False, obs: bool = False, uns: str | None = None
+) -> None:
+    """Raise a ``KeyError`` that says which ``tl`` call to run when a result of ``key`` is missing."""
+    missing = []
+    if obsm and f"X_{key}" not in adata.obsm:
+        missing.append(f"adata.obsm['X_{key}']")
+    if obs and key not in adata.obs:
+        missing.append(f"adata.obs[{key!r}]")
+    if uns is not None and uns not in adata.uns.get(key, {}):
+        missing.append(f"adata.uns[{key!r}][{uns!r}]")
+    if missing:
+        method = "ac.tl.bgformer" if uns == "attention" else "ac.tl.bgformer or ac.tl.scrcl"
+        msg = f"{', '.join(missing)} not found: run {method}(adata, key_added={key!r}) first."
+        raise KeyError(msg)
+
+
+def finish(figure: Figure, writekey: str, *, show: bool | None, save: bool | str | None, return_fig: bool):
+    """Save and/or show ``figure`` as scanpy does; return it when asked, else ``None``."""
+    plt.figure(figure.number)  # scanpy saves the current figure
+    savefig_or_show(writekey, show=False if return_fig else show, save=save)
+    return figure if return_fig else None

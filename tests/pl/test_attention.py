@@ -1,0 +1,92 @@
+import matplotlib
+
+matplotlib.use("agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+import atlasclust as ac
+from atlasclust.pl._attention import anchor_order
+
+
+def _heatmaps(figure):
+    return [ax for ax in figure.axes if ax.images]
+
+
+def test_one_panel_per_head_rows_are_clusters(clustered, tmp_path):
+    adata, _ = clustered
+    figure = ac.pl.attention_heatmap(adata, show=False, return_fig=True)
+    panels = _heatmaps(figure)
+    assert len(panels) == 4  # heads
+    n_clusters = len(adata.obs["bgformer"].cat.categories)
+    assert panels[0].images[0].get_array().shape == (n_clusters, 16)
+    # the drawn rows are the stored means, anchors permuted
+    drawn = np.asarray(panels[1].images[0].get_array())
+    stored = adata.uns["bgformer"]["attention"][:, 1]
+    np.testing.assert_allclose(np.sort(drawn, axis=1), np.sort(stored, axis=1), rtol=1e-6)
+    figure.savefig(tmp_path / "attention.png")
+    plt.close(figure)
+    assert (tmp_path / "attention.png").stat().st_size > 5_000
+
+
+def test_selected_heads_and_given_axes(clustered):
+    adata, _ = clustered
+    figure = ac.pl.attention_heatmap(adata, heads=[0, 2], show=False, return_fig=True)
+    assert [ax.get_title() for ax in _heatmaps(figure)] == ["head 0", "head 2"]
+    plt.close(figure)
+    _, ax = plt.subplots()
+    ac.pl.attention_heatmap(adata, heads=[3], ax=ax, show=False)
+    assert ax.images and ax.get_title() == "head 3"
+    plt.close("all")
+    with pytest.raises(ValueError, match="one panel"):
+        ac.pl.attention_heatmap(adata, ax=ax, show=False)
+    with pytest.raises(ValueError, match="heads must be"):
+        ac.pl.attention_heatmap(adata, heads=[7], show=False)
+
+
+def test_groupby_from_stored_attention_matches_the_model(clustered):
+    adata, model = clustered
+    from_stored = ac.pl.attention_heatmap(adata, groupby="cell_type", show=False, return_fig=True)
+    without = adata.copy()
+    del without.obsm["bgformer_attention"]
+    from_model = ac.pl.attention_heatmap(without, groupby="cell_type", model=model, show=False, return_fig=True)
+    for a, b in zip(_heatmaps(from_stored), _heatmaps(from_model), strict=True):
+        assert a.images[0].get_array().shape == (adata.obs["cell_type"].nunique(), 16)
+        np.testing.assert_allclose(a.images[0].get_array(), b.images[0].get_array(), atol=2e-3)
+    assert [t.get_text() for t in _heatmaps(from_stored)[0].get_yticklabels()] == sorted(
+        adata.obs["cell_type"].unique()
+    )
+    plt.close("all")
+    with pytest.raises(KeyError, match="store_attention=True"):
+        ac.pl.attention_heatmap(without, groupby="cell_type", show=False)
+
+
+def test_save_writes_into_figdir(clustered, tmp_path):
+    import scanpy as sc
+
+    adata, _ = clustered
+    figdir = sc.settings.figdir
+    sc.settings.figdir = tmp_path
+    try:
+        ac.pl.attention_heatmap(adata, save="_test.png", show=False)
+    finally:
+        sc.settings.figdir = figdir
+    assert (tmp_path / "attention_heatmap_bgformer_test.png").stat().st_size > 5_000
+
+
+def test_missing_results_are_named(counts, clustered):
+    with pytest.raises(KeyError, match="run ac.tl.bgformer"):
+        ac.pl.attention_heatmap(counts)
+    adata, _ = clustered
+    with pytest.raises(KeyError, match="not a column"):
+        ac.pl.attention_heatmap(adata, groupby="tissue")
+
+
+def test_anchor_order_puts_similar_anchors_together():
+    rng = np.random.default_rng(0)
+    directions = rng.normal(size=(2, 8))
+    anchors = np.concatenate([directions[[0, 1, 0, 1, 0, 1]] + 0.01 * rng.normal(size=(6, 8))])
+    order = anchor_order(anchors)
+    assert sorted(order) == list(range(6))
+    sides = [i % 2 for i in order]
+    assert sides in ([0, 0, 0, 1, 1, 1], [1, 1, 1, 0, 0, 0])
