@@ -1,4 +1,4 @@
-"""The ``atlasclust`` command: ``demo`` on the shipped dataset, ``bgformer`` on a file.
+"""The ``atlasclust`` command: ``demo`` on the shipped dataset, ``bgformer`` and ``scrcl`` on a file.
 
 Outputs are written to a temporary file beside the target and renamed into place only on
 success, so a failed or interrupted run never leaves a partial file or damages an earlier output.
@@ -45,11 +45,11 @@ def _quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def run_bgformer(args: argparse.Namespace) -> int:
-    """``atlasclust bgformer IN -o OUT``."""
+def run_method(args: argparse.Namespace) -> int:
+    """``atlasclust bgformer|scrcl IN -o OUT``: run the method on a file and write a new file."""
     import anndata as ad
 
-    from atlasclust.tl import bgformer
+    from atlasclust import tl
 
     source, target = Path(args.input), Path(args.output)
     if not source.is_file():
@@ -60,20 +60,25 @@ def run_bgformer(args: argparse.Namespace) -> int:
         adata = ad.read_h5ad(source, backed="r" if args.backed else None)
     except Exception as error:  # h5py and anndata raise many kinds for unreadable files
         raise ValueError(f"cannot read {source} as an .h5ad file: {error}") from error
+    options = {}
+    if args.command == "scrcl":
+        options = {"spatial_key": args.spatial_key, "graph_key": args.graph_key, "smooth_labels": args.smooth_labels}
     start = time.perf_counter()
-    bgformer(
+    getattr(tl, args.command)(
         adata,
         args.n_clusters,
         layer=args.layer,
         max_epochs=args.max_epochs,
         n_top_genes=min(2000, adata.n_vars) if args.n_top_genes is None else args.n_top_genes,
         random_state=args.seed,
-        key_added=args.key_added,
+        key_added=args.key_added or args.command,
         enable_progress_bar=not args.quiet,
         accelerator=args.accelerator,
+        **options,
     )
     _write_atomically(target, adata.write_h5ad)
-    print(f"wrote {target} ({adata.obs[args.key_added].nunique()} clusters, {time.perf_counter() - start:.1f} s)")
+    n_found = adata.obs[args.key_added or args.command].nunique()
+    print(f"wrote {target} ({n_found} clusters, {time.perf_counter() - start:.1f} s)")
     return 0
 
 
@@ -116,19 +121,27 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(run=run_demo)
 
-    method = commands.add_parser("bgformer", help="cluster the cells of an .h5ad file with BGFormer")
-    method.add_argument("input", help="input .h5ad with raw counts")
-    method.add_argument("-o", "--output", required=True, help="output .h5ad (never the input)")
-    method.add_argument("--n-clusters", type=int, default=None, help="number of clusters (default: Leiden)")
-    method.add_argument("--layer", default=None, help="layer with raw counts (default: X)")
-    method.add_argument("--backed", action="store_true", help="read the input backed, in mini-batches from disk")
-    method.add_argument("--max-epochs", type=int, default=None)
-    method.add_argument("--n-top-genes", type=int, default=None, help="variable genes used (default: 2000 or all)")
-    method.add_argument("--key-added", default="bgformer")
-    method.add_argument("--accelerator", default="auto")
-    method.add_argument("--seed", type=int, default=0)
-    method.add_argument("--quiet", action="store_true", help="no progress bar")
-    method.set_defaults(run=run_bgformer)
+    for name, summary in (
+        ("bgformer", "cluster the cells of an .h5ad file with BGFormer"),
+        ("scrcl", "cluster the cells (or spots) of an .h5ad file with scRCL"),
+    ):
+        method = commands.add_parser(name, help=summary)
+        method.add_argument("input", help="input .h5ad with raw counts")
+        method.add_argument("-o", "--output", required=True, help="output .h5ad (never the input)")
+        method.add_argument("--n-clusters", type=int, default=None, help="number of clusters (default: Leiden)")
+        method.add_argument("--layer", default=None, help="layer with raw counts (default: X)")
+        method.add_argument("--backed", action="store_true", help="read the input backed (mini-batches from disk)")
+        method.add_argument("--max-epochs", type=int, default=None)
+        method.add_argument("--n-top-genes", type=int, default=None, help="variable genes used (default: 2000 or all)")
+        method.add_argument("--key-added", default=None, help=f"result key (default: {name})")
+        method.add_argument("--accelerator", default="auto")
+        method.add_argument("--seed", type=int, default=0)
+        method.add_argument("--quiet", action="store_true", help="no progress bar")
+        if name == "scrcl":
+            method.add_argument("--spatial-key", default=None, help="obsm key of spot coordinates, e.g. spatial")
+            method.add_argument("--graph-key", default=None, help="obsp key of a cell graph to use")
+            method.add_argument("--smooth-labels", type=int, default=0, help="majority vote over N spatial neighbours")
+        method.set_defaults(run=run_method)
     return parser
 
 
@@ -138,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet_lightning()
     try:
         return args.run(args)
-    except (ValueError, KeyError, TypeError, FileNotFoundError, OSError) as error:
+    except (ValueError, KeyError, TypeError, OSError, ArithmeticError, MemoryError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"atlasclust {args.command}: error: {message}", file=sys.stderr)
         return 1
