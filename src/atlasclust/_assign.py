@@ -37,3 +37,22 @@ def history_frame(history: dict | None) -> pd.DataFrame:
         return pd.DataFrame()
     # scvi-tools keeps object columns; h5ad needs plain floats
     return pd.concat(frames, axis=1).reset_index(drop=True).apply(pd.to_numeric).astype(np.float64)
+
+
+def set_aside_history(model) -> pd.DataFrame | None:
+    """Before a further fit, take the frame of earlier fits out of scvi-tools' way.
+
+    scvi-tools appends a new fit's metrics only to its own dict history; ours is a frame. The
+    model is marked untrained so that scvi-tools starts a fresh history, which
+    :func:`join_history` then appends to the earlier frame.
+    """
+    previous = model.history_ if isinstance(model.history_, pd.DataFrame) else None
+    if previous is not None:
+        model.history_ = None
+        model.is_trained_ = False
+    return previous
+
+
+def join_history(previous: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
+    """Earlier fits' epochs followed by the new fit's."""
+    return new if previous is None else pd.concat([previous, new], ignore_index=True)

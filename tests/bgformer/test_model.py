@@ -5,6 +5,7 @@ from helpers import FAST
 
 import atlasclust as ac
 from atlasclust._assign import leiden_on_embedding
+from atlasclust.data import training_view
 from atlasclust.models import BGFormer
 
 MODEL = {k: FAST[k] for k in ("n_top_genes", "n_latent", "n_anchors", "n_heads")}
@@ -78,3 +79,14 @@ def test_leiden_on_more_than_4096_cells():
 def test_setup_anndata_with_missing_layer_raises(counts):
     with pytest.raises(KeyError, match="Layer 'counts' not found"):
         BGFormer.setup_anndata(counts, layer="counts")
+
+
+def test_training_further_appends_to_the_history(counts):
+    scvi.settings.seed = 0
+    view = training_view(counts)
+    BGFormer.setup_anndata(view)
+    model = BGFormer(view, 4, **MODEL)
+    model.train(**TRAIN)
+    model.train(**(TRAIN | {"max_epochs": 4}))
+    assert len(model.history_) == FAST["max_epochs"] + 4
+    assert list(model.history_["phase"]) == ["pretrain"] * 3 + ["cluster"] * 3 + ["pretrain"] * 2 + ["cluster"] * 2

@@ -93,3 +93,11 @@ def test_load_refuses_other_genes(counts, tmp_path):
     model.save(tmp_path / "model")
     with pytest.raises(ValueError, match="Genes do not match"):
         SCRCL.load(tmp_path / "model", counts[:, :150].copy())
+
+
+def test_training_further_appends_to_the_history(counts):
+    model = _model(counts)
+    model.train(max_epochs=3, enable_progress_bar=False)
+    model.train(max_epochs=2, enable_progress_bar=False)
+    assert len(model.history_) == 5
+    assert np.isfinite(model.history_["train_loss"].to_numpy()).all()

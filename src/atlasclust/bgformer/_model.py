@@ -19,7 +19,7 @@ from scvi.data.fields import LayerField, NumericalObsField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from scvi.model.base._save_load import _load_saved_files
 
-from atlasclust._assign import cluster_centers, history_frame
+from atlasclust._assign import cluster_centers, history_frame, join_history, set_aside_history
 from atlasclust._guards import with_trainer_guard
 from atlasclust._validate import check_cluster_count
 from atlasclust.data import (
@@ -340,6 +340,7 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         self.module.train()
         self.module.clustering_active = False
         self.batch_size_ = batch_size
+        previous = set_aside_history(self)
         start = time.perf_counter()
         super().train(max_epochs=n_pretrain, **guarded())
         self.training_seconds_ = time.perf_counter() - start  # Lightning's fits only, for benchmarks
@@ -356,7 +357,7 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         # scvi-tools appends the second fit's epochs to the first's
         history = history_frame(self.history_)
         history.insert(0, "phase", np.where(np.arange(len(history)) < n_pretrain_done, "pretrain", "cluster"))
-        self.history_ = history
+        self.history_ = join_history(previous, history)
 
     # ------------------------------------------------------------------------------------ inference
     def _batches(

@@ -17,7 +17,7 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from scvi.model.base._save_load import _load_saved_files
 from sklearn.decomposition import PCA
 
-from atlasclust._assign import cluster_centers, history_frame
+from atlasclust._assign import cluster_centers, history_frame, join_history, set_aside_history
 from atlasclust._guards import with_trainer_guard
 from atlasclust._validate import check_cluster_count
 from atlasclust.data import (
@@ -362,6 +362,7 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         self.module.graph_data = self._graph_data_for(None)
         self.module.train()
         self.batch_size_ = batch_size
+        previous = set_aside_history(self)
         start = time.perf_counter()
         super().train(
             max_epochs=max_epochs,
@@ -376,7 +377,7 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         )
         self.training_seconds_ = time.perf_counter() - start
         self.module.eval()
-        self.history_ = history_frame(self.history_)
+        self.history_ = join_history(previous, history_frame(self.history_))
         self._cluster(random_state)
 
     def _cluster(self, random_state: int) -> None:
