@@ -74,6 +74,7 @@ def run_method(args: argparse.Namespace) -> int:
         key_added=args.key_added or args.command,
         enable_progress_bar=not args.quiet,
         accelerator=args.accelerator,
+        checkpoint_dir=args.checkpoint_dir,
         **options,
     )
     _write_atomically(target, adata.write_h5ad)
@@ -136,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
         method.add_argument("--key-added", default=None, help=f"result key (default: {name})")
         method.add_argument("--accelerator", default="auto")
         method.add_argument("--seed", type=int, default=0)
+        method.add_argument(
+            "--checkpoint-dir", default=None, help="folder for per-epoch checkpoints; rerun with it to resume"
+        )
         method.add_argument("--quiet", action="store_true", help="no progress bar")
         if name == "scrcl":
             method.add_argument("--spatial-key", default=None, help="obsm key of spot coordinates, e.g. spatial")

@@ -46,7 +46,8 @@ class AnchorCodebook(nn.Module):
     def assign(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Nearest anchor of each cell, and the selected anchor vectors (gradient reaches anchors only)."""
         index = self.similarity(h).argmax(dim=1)
-        return index, self.anchors[index]
+        # F.embedding, not self.anchors[index]: the indexing's CPU backward adds in no fixed order
+        return index, F.embedding(index, self.anchors)
 
     @torch.no_grad()
     def update_usage(self, index: torch.Tensor) -> None:

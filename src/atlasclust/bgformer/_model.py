@@ -6,6 +6,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -20,6 +21,7 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from scvi.model.base._save_load import _load_saved_files
 
 from atlasclust._assign import cluster_centers, history_frame, join_history, set_aside_history
+from atlasclust._checkpoints import PhaseCheckpoint, phase_checkpoint
 from atlasclust._guards import with_trainer_guard
 from atlasclust._validate import check_cluster_count
 from atlasclust.data import (
@@ -261,6 +263,7 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         num_workers: int = 0,
         enable_progress_bar: bool = True,
         random_state: int = 0,
+        checkpoint_dir: str | Path | None = None,
         plan_kwargs: dict | None = None,
         **trainer_kwargs,
     ) -> None:
@@ -300,6 +303,11 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
             Show Lightning's progress bar.
         random_state
             Seed of the anchor and centre initialisation.
+        checkpoint_dir
+            Folder for Lightning checkpoints, written at the end of every epoch (one per phase,
+            replaced each time). When it already holds the checkpoints of an interrupted call
+            with the same settings, training resumes from them and ends as the uninterrupted run
+            would have; settings that differ raise a :class:`ValueError`.
         plan_kwargs
             Extra arguments of :class:`scvi.train.TrainingPlan`.
         **trainer_kwargs
@@ -334,29 +342,50 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
             | (plan_kwargs or {}),
             **trainer_kwargs,
         }
-        # a fresh callback list per fit: scvi-tools appends its progress bar to the list it is given
-        guarded = lambda: with_trainer_guard(fit_kwargs, "BGFormer", lr)
-        # Lightning keeps the mode it finds the module in
-        self.module.train()
-        self.module.clustering_active = False
-        self.batch_size_ = batch_size
-        previous = set_aside_history(self)
-        start = time.perf_counter()
-        super().train(max_epochs=n_pretrain, **guarded())
-        self.training_seconds_ = time.perf_counter() - start  # Lightning's fits only, for benchmarks
-        n_pretrain_done = len(history_frame(self.history_))
+        fingerprint = {
+            "model": self._model_summary_string,
+            "cells": n_obs,
+            "genes": self.adata.n_vars,
+            "max_epochs": max_epochs,
+            "pretrain_epochs": n_pretrain,
+            "train": {k: v for k, v in fit_kwargs.items() if k in ("batch_size", "train_size", "plan_kwargs")},
+            "random_state": random_state,
+        }
+        pretrain = phase_checkpoint(checkpoint_dir, "pretrain", fingerprint)
+        cluster = phase_checkpoint(checkpoint_dir, "cluster", fingerprint)
 
-        self._initialize_clusters(init_cells, batch_size, random_state)
-        self.module.clustering_active = True
-        if max_epochs > n_pretrain:
-            self.module.train()
+        def fit(epochs: int, phase: PhaseCheckpoint) -> pd.DataFrame:
+            if phase.finished(epochs):  # a fit of no epochs would still draw random numbers
+                return phase.restore(self.module)
+            # a fresh callback list per fit: scvi-tools appends its progress bar to the list it is given
+            kwargs = with_trainer_guard(fit_kwargs, "BGFormer", lr) | phase.trainer_kwargs
+            kwargs["callbacks"] += phase.callbacks
+            self.history_, self.is_trained_ = None, False  # this phase's history alone
+            self.module.train()  # Lightning keeps the mode it finds the module in
             start = time.perf_counter()
-            super().train(max_epochs=max_epochs - n_pretrain, **guarded())
-            self.training_seconds_ += time.perf_counter() - start
+            super(BGFormer, self).train(max_epochs=epochs, **kwargs)
+            self.training_seconds_ += time.perf_counter() - start  # Lightning's fits only, for benchmarks
+            return phase.history(history_frame(self.history_))
+
+        self.batch_size_ = batch_size
+        self.training_seconds_ = 0.0
+        previous = set_aside_history(self)
+        self.module.clustering_active = False
+        if cluster.resume_from is None:
+            pretrain_history = fit(n_pretrain, pretrain)
+            self._initialize_clusters(init_cells, batch_size, random_state)
+        else:  # the clustering phase had begun: its checkpoint holds the centres, the weights and the generators
+            pretrain_history = pretrain.saved()["history"] if pretrain.resume_from else pd.DataFrame()
+            self.module.set_centers(cluster.saved()["state_dict"]["module.centers"])
+            self.n_clusters_ = len(self.module.centers)
+        self.module.clustering_active = True
+        history = [pretrain_history.assign(phase="pretrain")]
+        if max_epochs > n_pretrain:
+            history.append(fit(max_epochs - n_pretrain, cluster).assign(phase="cluster"))
         self.module.eval()
-        # scvi-tools appends the second fit's epochs to the first's
-        history = history_frame(self.history_)
-        history.insert(0, "phase", np.where(np.arange(len(history)) < n_pretrain_done, "pretrain", "cluster"))
+        self.is_trained_ = True
+        history = pd.concat(history, ignore_index=True)
+        history.insert(0, "phase", history.pop("phase"))
         self.history_ = join_history(previous, history)
 
     # ------------------------------------------------------------------------------------ inference

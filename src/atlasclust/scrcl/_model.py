@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -18,7 +19,9 @@ from scvi.model.base._save_load import _load_saved_files
 from sklearn.decomposition import PCA
 
 from atlasclust._assign import cluster_centers, history_frame, join_history, set_aside_history
+from atlasclust._checkpoints import phase_checkpoint
 from atlasclust._guards import with_trainer_guard
+from atlasclust._training_plan import TrainingPlan
 from atlasclust._validate import check_cluster_count
 from atlasclust.data import (
     counts_matrix,
@@ -106,6 +109,7 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
     """
 
     _module_cls = SCRCLModule
+    _training_plan_cls = TrainingPlan
 
     def __init__(
         self,
@@ -320,6 +324,7 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         strategy: str = "auto",
         enable_progress_bar: bool = True,
         random_state: int = 0,
+        checkpoint_dir: str | Path | None = None,
         plan_kwargs: dict | None = None,
         **trainer_kwargs,
     ) -> None:
@@ -348,6 +353,11 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         random_state
             Seed of the principal axes and the clustering (weights and batches follow
             ``scvi.settings.seed``).
+        checkpoint_dir
+            Folder for Lightning checkpoints, written (replaced) at the end of every epoch. When
+            it already holds the checkpoint of an interrupted call with the same settings,
+            training resumes from it and ends as the uninterrupted run would have; settings that
+            differ raise a :class:`ValueError`.
         plan_kwargs
             Extra arguments of :class:`scvi.train.TrainingPlan`.
         **trainer_kwargs
@@ -362,22 +372,40 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         self.module.graph_data = self._graph_data_for(None)
         self.module.train()
         self.batch_size_ = batch_size
+        plan_kwargs = {"optimizer": "Adam", "lr": lr, "weight_decay": weight_decay} | (plan_kwargs or {})
+        fingerprint = {
+            "model": self._model_summary_string,
+            "cells": n_obs,
+            "genes": self.adata.n_vars,
+            "max_epochs": max_epochs,
+            "batch_size": batch_size,
+            "plan_kwargs": plan_kwargs,
+            "random_state": random_state,
+        }
+        checkpoint = phase_checkpoint(checkpoint_dir, "train", fingerprint)
+        trainer_kwargs = with_trainer_guard(trainer_kwargs, "scRCL", lr) | checkpoint.trainer_kwargs
+        trainer_kwargs["callbacks"] += checkpoint.callbacks
         previous = set_aside_history(self)
         start = time.perf_counter()
-        super().train(
-            max_epochs=max_epochs,
-            batch_size=batch_size,
-            accelerator=accelerator,
-            devices=devices,
-            strategy=strategy,
-            train_size=1.0,
-            enable_progress_bar=enable_progress_bar,
-            plan_kwargs={"optimizer": "Adam", "lr": lr, "weight_decay": weight_decay} | (plan_kwargs or {}),
-            **with_trainer_guard(trainer_kwargs, "scRCL", lr),
-        )
+        if checkpoint.finished(max_epochs):  # a fit of no epochs would still draw random numbers
+            history = checkpoint.restore(self.module)
+        else:
+            super().train(
+                max_epochs=max_epochs,
+                batch_size=batch_size,
+                accelerator=accelerator,
+                devices=devices,
+                strategy=strategy,
+                train_size=1.0,
+                enable_progress_bar=enable_progress_bar,
+                plan_kwargs=plan_kwargs,
+                **trainer_kwargs,
+            )
+            history = checkpoint.history(history_frame(self.history_))
         self.training_seconds_ = time.perf_counter() - start
         self.module.eval()
-        self.history_ = join_history(previous, history_frame(self.history_))
+        self.is_trained_ = True
+        self.history_ = join_history(previous, history)
         self._cluster(random_state)
 
     def _cluster(self, random_state: int) -> None:

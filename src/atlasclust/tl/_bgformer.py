@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import scvi
 from scanpy import logging as logg
 
+from atlasclust._checkpoints import checkpoint_folder
 from atlasclust._guards import halving_batch_size_on_oom
+from atlasclust._reproducibility import deterministic_mode
 from atlasclust.bgformer import BGFormer
 from atlasclust.data import counts_matrix, training_view
 
@@ -38,6 +41,8 @@ def bgformer(
     early_stopping: bool = False,
     store_attention: bool = False,
     auto_batch_size: bool = False,
+    checkpoint_dir: str | Path | None = None,
+    deterministic: bool = False,
     enable_progress_bar: bool = True,
     random_state: int = 0,
     key_added: str = "bgformer",
@@ -97,6 +102,14 @@ def bgformer(
     auto_batch_size
         On GPU out-of-memory, halve ``batch_size`` and start again (down to 16 cells) instead of
         raising a :class:`MemoryError` that names the batch size to try.
+    checkpoint_dir
+        Folder for training checkpoints, written at the end of every epoch. Calling again with
+        the same folder and arguments after an interruption resumes from the last epoch saved
+        and gives the result of an uninterrupted run; see :doc:`/reproducibility`.
+    deterministic
+        Use PyTorch's deterministic kernels during the call (and restore the previous setting
+        after). CPU runs are reproducible without it; on a GPU it makes runs with the same
+        seed bitwise identical, at some cost in speed.
     enable_progress_bar
         Show the training progress bar.
     random_state
@@ -174,12 +187,14 @@ def bgformer(
             early_stopping=early_stopping,
             enable_progress_bar=enable_progress_bar,
             random_state=random_state,
+            checkpoint_dir=checkpoint_folder(checkpoint_dir, batch_size, initial=arguments["batch_size"]),
             **train_options,
         )
         return model
 
-    model = halving_batch_size_on_oom(fit, batch_size, allow=auto_batch_size)
-    summary = model.summarize(num_workers=num_workers, cell_attention=store_attention)
+    with deterministic_mode(deterministic):
+        model = halving_batch_size_on_oom(fit, batch_size, allow=auto_batch_size)
+        summary = model.summarize(num_workers=num_workers, cell_attention=store_attention)
     codes = summary["soft"].argmax(axis=1)
     labels = cluster_categorical(codes)
     present = np.asarray(labels.categories).astype(int)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import scvi
 from scanpy import logging as logg
 
+from atlasclust._checkpoints import checkpoint_folder
 from atlasclust._guards import halving_batch_size_on_oom
+from atlasclust._reproducibility import deterministic_mode
 from atlasclust.data import counts_matrix, training_view
 from atlasclust.pp._graphs import check_coordinates, spatial_majority_vote
 from atlasclust.scrcl import SCRCL
@@ -42,6 +45,8 @@ def scrcl(
     accelerator: str = "auto",
     devices: int | list[int] | str = "auto",
     auto_batch_size: bool = False,
+    checkpoint_dir: str | Path | None = None,
+    deterministic: bool = False,
     enable_progress_bar: bool = True,
     random_state: int = 0,
     key_added: str = "scrcl",
@@ -101,6 +106,14 @@ def scrcl(
     auto_batch_size
         On GPU out-of-memory, halve the batch and start again (down to 16 seed cells) instead
         of raising a :class:`MemoryError` that names the batch size to try.
+    checkpoint_dir
+        Folder for training checkpoints, written at the end of every epoch. Calling again with
+        the same folder and arguments after an interruption resumes from the last epoch saved
+        and gives the result of an uninterrupted run; see :doc:`/reproducibility`.
+    deterministic
+        Use PyTorch's deterministic kernels during the call (and restore the previous setting
+        after). CPU runs are reproducible without it; on a GPU it makes runs with the same
+        seed bitwise identical, at some cost in speed.
     enable_progress_bar
         Show the training progress bar.
     random_state
@@ -177,14 +190,16 @@ def scrcl(
             devices=devices,
             enable_progress_bar=enable_progress_bar,
             random_state=random_state,
+            checkpoint_dir=checkpoint_folder(checkpoint_dir, batch_size, initial=first_batch),
             **train_options,
         )
         return model
 
     first_batch = default_batch_size(adata.n_obs) if batch_size is None else batch_size
-    model = halving_batch_size_on_oom(fit, first_batch, allow=auto_batch_size)
-    embedding = model.get_latent_representation()
-    codes = model.predict()
+    with deterministic_mode(deterministic):
+        model = halving_batch_size_on_oom(fit, first_batch, allow=auto_batch_size)
+        embedding = model.get_latent_representation()
+        codes = model.predict()
     if smooth_labels:
         coordinates = check_coordinates(adata.obsm[spatial_key], key=spatial_key, n_obs=adata.n_obs)
         codes = spatial_majority_vote(codes, coordinates, n_neighbors=smooth_labels)

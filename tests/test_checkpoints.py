@@ -1,0 +1,118 @@
+"""Resuming an interrupted training from its checkpoints gives the uninterrupted result."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import FAST, assert_unchanged, snapshot
+from lightning.pytorch.callbacks import Callback
+
+import atlasclust as ac
+
+
+class Crash(Callback):
+    """Raise after ``after`` training steps, counted across the fits of one call."""
+
+    def __init__(self, after: int):
+        self.after, self.steps = after, 0
+
+    def on_train_batch_end(self, *args) -> None:
+        self.steps += 1
+        if self.steps == self.after:
+            raise RuntimeError("simulated crash")
+
+
+@pytest.fixture(scope="module")
+def cells():
+    return ac.datasets.simulate(300, 200, 3, n_markers=20, random_state=0)
+
+
+def _assert_same_result(result: ad.AnnData, expected: ad.AnnData, key: str) -> None:
+    np.testing.assert_array_equal(result.obsm[f"X_{key}"], expected.obsm[f"X_{key}"])
+    assert result.obs[key].equals(expected.obs[key])
+    pd.testing.assert_frame_equal(result.uns[key]["history"], expected.uns[key]["history"])
+
+
+# 300 cells in batches of 128 give 3 steps per epoch; 6 epochs: 3 pretraining, 3 clustering
+@pytest.mark.parametrize(
+    "crash_after",
+    [5, 10, 13],
+    ids=["mid-pretraining", "first-clustering-step", "mid-clustering"],
+)
+def test_bgformer_resumes_to_the_uninterrupted_result(cells, tmp_path, crash_after):
+    expected = ac.tl.bgformer(cells, 3, copy=True, **FAST)
+    interrupted = cells.copy()
+    before = snapshot(interrupted)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        ac.tl.bgformer(interrupted, 3, checkpoint_dir=tmp_path, callbacks=[Crash(crash_after)], **FAST)
+    assert_unchanged(interrupted, before)
+    assert (tmp_path / "pretrain" / "last.ckpt").is_file()
+    assert (tmp_path / "cluster" / "last.ckpt").is_file() == (crash_after > 12)
+
+    ac.tl.bgformer(interrupted, 3, checkpoint_dir=tmp_path, **FAST)
+    _assert_same_result(interrupted, expected, "bgformer")
+    assert list(interrupted.uns["bgformer"]["history"]["phase"]) == ["pretrain"] * 3 + ["cluster"] * 3
+
+
+def test_scrcl_resumes_to_the_uninterrupted_result(cells, tmp_path):
+    options = {"n_top_genes": 150, "max_epochs": 6, "batch_size": 100, "enable_progress_bar": False}
+    expected = ac.tl.scrcl(cells, 3, copy=True, **options)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        ac.tl.scrcl(cells, 3, checkpoint_dir=tmp_path, callbacks=[Crash(11)], copy=True, **options)
+    result = ac.tl.scrcl(cells, 3, checkpoint_dir=tmp_path, copy=True, **options)
+    _assert_same_result(result, expected, "scrcl")
+    assert len(result.uns["scrcl"]["history"]) == 6
+
+
+def test_a_finished_run_is_restored_without_training(cells, tmp_path):
+    first = ac.tl.bgformer(cells, 3, checkpoint_dir=tmp_path, copy=True, **FAST)
+    crash = Crash(1)  # any training step would raise
+    again = ac.tl.bgformer(cells, 3, checkpoint_dir=tmp_path, copy=True, callbacks=[crash], **FAST)
+    assert crash.steps == 0
+    _assert_same_result(again, first, "bgformer")
+
+
+def test_checkpoints_of_other_settings_are_refused(cells, tmp_path):
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        ac.tl.bgformer(cells, 3, checkpoint_dir=tmp_path, callbacks=[Crash(4)], copy=True, **FAST)
+    adata = cells.copy()
+    before = snapshot(adata)
+    with pytest.raises(
+        ValueError, match=r"other settings \(max_epochs, pretrain_epochs differ\).*empty checkpoint_dir"
+    ):
+        ac.tl.bgformer(adata, 3, checkpoint_dir=tmp_path, **(FAST | {"max_epochs": 8}))
+    with pytest.raises(ValueError, match=r"random_state differ"):
+        ac.tl.bgformer(adata, 3, checkpoint_dir=tmp_path, random_state=1, **FAST)
+    assert_unchanged(adata, before)
+
+
+def test_cli_killed_during_training_resumes_to_the_uninterrupted_result(tmp_path):
+    source = tmp_path / "in.h5ad"
+    ac.datasets.simulate(400, 100, 3, n_markers=20).write_h5ad(source)
+    command = [sys.executable, "-m", "atlasclust.cli", "bgformer", str(source), "--max-epochs", "30", "--quiet"]
+    checkpoints = tmp_path / "checkpoints"
+    process = subprocess.Popen(
+        [*command, "-o", str(tmp_path / "out.h5ad"), "--checkpoint-dir", str(checkpoints)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:  # kill it once a few epochs are saved
+        deadline = time.monotonic() + 120
+        while not (checkpoints / "pretrain" / "last.ckpt").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)
+        assert process.poll() is None, "the run ended before it could be killed"
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert not (tmp_path / "out.h5ad").exists()
+
+    subprocess.run([*command, "-o", str(tmp_path / "out.h5ad"), "--checkpoint-dir", str(checkpoints)], check=True)
+    subprocess.run([*command, "-o", str(tmp_path / "uninterrupted.h5ad")], check=True)
+    resumed, uninterrupted = ad.read_h5ad(tmp_path / "out.h5ad"), ad.read_h5ad(tmp_path / "uninterrupted.h5ad")
+    _assert_same_result(resumed, uninterrupted, "bgformer")
