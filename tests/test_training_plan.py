@@ -6,6 +6,8 @@ import sys
 import numpy as np
 import pytest
 
+import atlasclust as ac
+
 SCRIPT = """
 import sys
 import numpy as np
@@ -51,3 +53,12 @@ def test_ddp_on_two_cpu_processes_keeps_every_process_in_step(method, tmp_path):
     for key in ("anchors", "centers", "embedding", "labels"):
         if key in first:
             np.testing.assert_array_equal(first[key], second[key], err_msg=key)
+
+
+@pytest.mark.parametrize("method", ["bgformer", "scrcl"])
+def test_optimiser_uses_fused_kernels_on_the_cpu(method):
+    adata = ac.datasets.simulate(120, 60, 2, n_markers=10, random_state=0)
+    model = getattr(ac.tl, method)(
+        adata, 2, n_top_genes=40, max_epochs=2, enable_progress_bar=False, copy=True, return_model=True
+    )[1]
+    assert model.trainer.optimizers[0].defaults["fused"] is True

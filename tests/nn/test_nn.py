@@ -19,6 +19,20 @@ def test_zinb_decoder_uses_scvi_likelihood_with_size_factors():
     torch.testing.assert_close(decoder(h, 2 * size_factor).mu, 2 * dist.mu)
 
 
+def test_zinb_decoder_on_a_table_equals_the_decoder_on_looked_up_rows():
+    torch.manual_seed(0)
+    decoder = ZINBDecoder(8, 5)
+    table = torch.randn(3, 8, requires_grad=True)
+    rows, size_factor = torch.tensor([2, 0, 2, 1]), torch.tensor([0.5, 1.0, 2.0, 4.0])
+    counts = torch.poisson(torch.full((4, 5), 3.0))
+    by_table = zinb_nll(decoder(table, size_factor, rows=rows), counts).sum()
+    (grad_table,) = torch.autograd.grad(by_table, table)
+    by_rows = zinb_nll(decoder(table[rows], size_factor), counts).sum()
+    (grad_rows,) = torch.autograd.grad(by_rows, table)
+    torch.testing.assert_close(by_table, by_rows)
+    torch.testing.assert_close(grad_table, grad_rows)
+
+
 def test_student_t_assignment_prefers_the_nearest_centre():
     centers = torch.tensor([[0.0, 0.0], [10.0, 0.0]])
     q = student_t_assignment(torch.tensor([[1.0, 0.0], [9.0, 1.0]]), centers)

@@ -191,7 +191,9 @@ class BGFormerModule(BaseModuleClass):
                 if self.anchor_refresh:
                     self._pending_refresh = h.detach()
             commitment = (selected - h).pow(2).mean()
-            anchor_reconstruction = zinb_nll(self.anchor_decoder(selected, size_factor), counts).mean()
+            # the decoder runs on the anchors and each cell takes its anchor's distribution
+            anchors = self.anchor_decoder(self.codebook.anchors, size_factor, rows=index)
+            anchor_reconstruction = zinb_nll(anchors, counts).mean()
             total = total + self.anchor_weight * (anchor_reconstruction + commitment)
             metrics |= {"zinb_anchor": anchor_reconstruction.detach(), "commitment": commitment.detach()}
 
