@@ -80,6 +80,8 @@ class PhaseCheckpoint:
     trainer_kwargs: dict = field(default_factory=dict)
     #: The checkpoint this phase resumes from, if any.
     resume_from: Path | None = None
+    #: Its content, read once (weights, loop counters, this module's callback state).
+    loaded: dict | None = field(default=None, repr=False)
 
     def history(self, logged: pd.DataFrame) -> pd.DataFrame:
         """The phase's per-epoch history: the checkpoint's record when there is one (it spans resumes)."""
@@ -87,23 +89,20 @@ class PhaseCheckpoint:
 
     def finished(self, epochs: int) -> bool:
         """Whether the checkpoint to resume from is that of the phase's last epoch."""
-        return self.resume_from is not None and self._load()["epoch"] + 1 >= epochs
+        return self.loaded is not None and self.loaded["epoch"] + 1 >= epochs
 
     def restore(self, module: torch.nn.Module) -> pd.DataFrame:
         """Put a finished phase's weights and generators back, and return its history (no fit needed)."""
-        checkpoint = self._load()
+        checkpoint = self.loaded
         prefix = "module."
         module.load_state_dict({k.removeprefix(prefix): v for k, v in checkpoint["state_dict"].items()})
         state = checkpoint["callbacks"][ResumableCheckpoint.key]
         _set_rng_states(state["rng"])
         return pd.DataFrame(json.loads(state["rows"]), dtype=np.float64)
 
-    def _load(self) -> dict:
-        return torch.load(self.resume_from, map_location="cpu", weights_only=True)
-
     def saved(self) -> dict:
         """The weights (``state_dict``) and recorded history (``history``) of :attr:`resume_from`."""
-        checkpoint = self._load()
+        checkpoint = self.loaded
         rows = json.loads(checkpoint["callbacks"][ResumableCheckpoint.key]["rows"])
         return {"state_dict": checkpoint["state_dict"], "history": pd.DataFrame(rows, dtype=np.float64)}
 
@@ -133,7 +132,7 @@ def phase_checkpoint(directory: str | Path | None, phase: str, fingerprint: dict
         )
         raise ValueError(msg)
     logg.info(f"resuming the {phase} phase from {path} ({checkpoint['epoch'] + 1} epochs done)")
-    return PhaseCheckpoint([callback], {"ckpt_path": str(path)}, path)
+    return PhaseCheckpoint([callback], {"ckpt_path": str(path)}, path, checkpoint)
 
 
 def checkpoint_folder(directory: str | Path | None, batch_size: int, *, initial: int) -> Path | None:
