@@ -78,9 +78,7 @@ class PhaseCheckpoint:
     callbacks: list = field(default_factory=list)
     #: Extra trainer arguments (the checkpoint to resume from).
     trainer_kwargs: dict = field(default_factory=dict)
-    #: The checkpoint this phase resumes from, if any.
-    resume_from: Path | None = None
-    #: Its content, read once (weights, loop counters, this module's callback state).
+    #: Content of the checkpoint this phase resumes from, read once (``None``: a fresh start).
     loaded: dict | None = field(default=None, repr=False)
 
     def history(self, logged: pd.DataFrame) -> pd.DataFrame:
@@ -93,18 +91,17 @@ class PhaseCheckpoint:
 
     def restore(self, module: torch.nn.Module) -> pd.DataFrame:
         """Put a finished phase's weights and generators back, and return its history (no fit needed)."""
-        checkpoint = self.loaded
         prefix = "module."
-        module.load_state_dict({k.removeprefix(prefix): v for k, v in checkpoint["state_dict"].items()})
-        state = checkpoint["callbacks"][ResumableCheckpoint.key]
-        _set_rng_states(state["rng"])
-        return pd.DataFrame(json.loads(state["rows"]), dtype=np.float64)
+        module.load_state_dict({k.removeprefix(prefix): v for k, v in self.loaded["state_dict"].items()})
+        _set_rng_states(self.loaded["callbacks"][ResumableCheckpoint.key]["rng"])
+        return self.saved_history()
 
-    def saved(self) -> dict:
-        """The weights (``state_dict``) and recorded history (``history``) of :attr:`resume_from`."""
-        checkpoint = self.loaded
-        rows = json.loads(checkpoint["callbacks"][ResumableCheckpoint.key]["rows"])
-        return {"state_dict": checkpoint["state_dict"], "history": pd.DataFrame(rows, dtype=np.float64)}
+    def saved_history(self) -> pd.DataFrame:
+        """The per-epoch history recorded in the checkpoint resumed from (empty without one)."""
+        if self.loaded is None:
+            return pd.DataFrame()
+        rows = json.loads(self.loaded["callbacks"][ResumableCheckpoint.key]["rows"])
+        return pd.DataFrame(rows, dtype=np.float64)
 
 
 def phase_checkpoint(directory: str | Path | None, phase: str, fingerprint: dict) -> PhaseCheckpoint:
@@ -132,7 +129,7 @@ def phase_checkpoint(directory: str | Path | None, phase: str, fingerprint: dict
         )
         raise ValueError(msg)
     logg.info(f"resuming the {phase} phase from {path} ({checkpoint['epoch'] + 1} epochs done)")
-    return PhaseCheckpoint([callback], {"ckpt_path": str(path)}, path, checkpoint)
+    return PhaseCheckpoint([callback], {"ckpt_path": str(path)}, checkpoint)
 
 
 def checkpoint_folder(directory: str | Path | None, batch_size: int, *, initial: int) -> Path | None:

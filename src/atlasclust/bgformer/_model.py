@@ -371,12 +371,12 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         self.training_seconds_ = 0.0
         previous = set_aside_history(self)
         self.module.clustering_active = False
-        if cluster.resume_from is None:
+        if cluster.loaded is None:
             pretrain_history = fit(n_pretrain, pretrain)
             self._initialize_clusters(init_cells, batch_size, random_state)
         else:  # the clustering phase had begun: its checkpoint holds the centres, the weights and the generators
-            pretrain_history = pretrain.saved()["history"] if pretrain.resume_from else pd.DataFrame()
-            self.module.set_centers(cluster.saved()["state_dict"]["module.centers"])
+            pretrain_history = pretrain.saved_history()
+            self.module.set_centers(cluster.loaded["state_dict"]["module.centers"])
             self.n_clusters_ = len(self.module.centers)
         self.module.clustering_active = True
         history = [pretrain_history.assign(phase="pretrain")]
