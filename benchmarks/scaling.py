@@ -8,7 +8,11 @@ seconds per training epoch, training cells per second and the fitted exponents o
 against N. Writes ``benchmarks/results/scaling.md`` and ``scaling.json``; finished rows are kept
 and skipped on a rerun.
 
-Usage: ``python benchmarks/scaling.py [--method scrcl] [--sizes 5000,20000,50000,200000] [--max-epochs 1] [--backed]``
+Usage: ``python benchmarks/scaling.py [--method scrcl] [--sizes 5000,20000,50000,200000] [--max-epochs 1]
+[--backed] [--batch-size B] [--num-workers W] [--accelerator gpu]``. Rows record the machine, the GPU if
+one was used and the command that produced them. Sizes above 200,000 cells are simulated with torch on the
+GPU when there is one (same model as ``ac.datasets.simulate``, other random numbers): numpy takes minutes
+there.
 """
 
 from __future__ import annotations
@@ -31,24 +35,77 @@ RESULTS = HERE / "results"
 
 def make_data(n_cells: int, path: Path) -> None:
     """Simulate ``n_cells`` cells x 2000 genes and write them to ``path``."""
+    import anndata as ad
+    import torch
+
     import atlasclust as ac
 
-    adata = ac.datasets.simulate(n_cells, 2000, 10, n_markers=50, random_state=0)
+    if n_cells > 200_000 and torch.cuda.is_available():
+        adata = _simulate_on_gpu(n_cells)
+    else:
+        adata = ac.datasets.simulate(n_cells, 2000, 10, n_markers=50, random_state=0)
     tmp = path.with_suffix(".tmp")
+    if hasattr(ad.settings, "allow_write_nullable_strings"):  # pandas 3 makes string columns nullable strings
+        ad.settings.allow_write_nullable_strings = True
     adata.write_h5ad(tmp)
     os.replace(tmp, path)
+
+
+def _simulate_on_gpu(n_cells: int, chunk: int = 100_000):
+    """``ac.datasets.simulate(n_cells, 2000, 10, n_markers=50)``'s model, drawn by torch on the GPU."""
+    import anndata as ad
+    import pandas as pd
+    import scipy.sparse as sp
+    import torch
+
+    n_genes, n_groups, n_markers, dispersion = 2000, 10, 50, 0.5
+    rng = np.random.default_rng(0)
+    groups = rng.integers(n_groups, size=n_cells)
+    means = np.tile(rng.gamma(1.0, 0.5, size=n_genes) + 0.02, (n_groups, 1))
+    for group in range(n_groups):
+        means[group, group * n_markers : (group + 1) * n_markers] *= 4.0
+    library = np.exp(rng.normal(0.0, 0.4, size=n_cells))
+    generator = torch.Generator("cuda").manual_seed(0)
+    means_gpu = torch.as_tensor(means, dtype=torch.float32, device="cuda")
+    chunks = []
+    for start in range(0, n_cells, chunk):
+        rows = slice(start, start + chunk)
+        mu = means_gpu[torch.as_tensor(groups[rows], device="cuda")]
+        mu *= torch.as_tensor(library[rows], dtype=torch.float32, device="cuda")[:, None]
+        rate = torch._standard_gamma(torch.full_like(mu, 1.0 / dispersion), generator=generator) * mu * dispersion
+        counts = torch.poisson(rate, generator=generator).to_sparse_csr()
+        chunks.append(
+            sp.csr_matrix(
+                (
+                    counts.values().cpu().numpy(),
+                    counts.col_indices().cpu().numpy(),
+                    counts.crow_indices().cpu().numpy(),
+                ),
+                shape=counts.shape,
+            )
+        )
+    counts = sp.vstack(chunks, format="csr")
+    counts[np.flatnonzero(counts.getnnz(axis=1) == 0), 0] = 1.0  # no empty cell
+    names = [f"type_{g}" for g in range(n_groups)]
+    obs = pd.DataFrame(
+        {"cell_type": pd.Categorical.from_codes(groups, names)},
+        index=pd.Index([f"cell_{i}" for i in range(n_cells)], dtype=object),
+    )
+    var = pd.DataFrame(index=pd.Index([f"gene_{j}" for j in range(n_genes)], dtype=object))
+    return ad.AnnData(X=counts, obs=obs, var=var)
 
 
 def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_one(method: str, path: Path, max_epochs: int, backed: bool) -> dict:
+def run_one(method: str, path: Path, max_epochs: int, backed: bool, options: dict) -> dict:
     """Run ``tl.<method>`` on the file at ``path``; times and peak memory."""
     import logging
 
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     import anndata as ad
+    import torch
 
     import atlasclust as ac
 
@@ -56,10 +113,15 @@ def run_one(method: str, path: Path, max_epochs: int, backed: bool) -> dict:
     data_mb = _peak_mb()
     start = time.perf_counter()
     run = getattr(ac.tl, method)
-    model = run(adata, 10, max_epochs=max_epochs, enable_progress_bar=False, return_model=True)
+    model = run(adata, 10, max_epochs=max_epochs, enable_progress_bar=False, return_model=True, **options)
     seconds = time.perf_counter() - start
     train_seconds = model.training_seconds_
+    # inference alone: one more pass over all cells (the run above embedded them once already)
+    start = time.perf_counter()
+    model.get_latent_representation()
+    inference_seconds = time.perf_counter() - start
     truth = adata.obs["cell_type"]
+    gpu = torch.cuda.is_available() and options.get("accelerator", "auto") in ("auto", "gpu", "cuda")
     return {
         "method": method,
         "backed": backed,
@@ -69,10 +131,14 @@ def run_one(method: str, path: Path, max_epochs: int, backed: bool) -> dict:
         "seconds": seconds,
         "train_seconds_per_epoch": train_seconds / max_epochs,
         "cells_per_second": adata.n_obs * max_epochs / train_seconds,
+        "inference_cells_per_second": adata.n_obs / inference_seconds,
         "peak_mb": _peak_mb(),
         "data_mb": data_mb,
+        "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if gpu else None,
         "ARI": ac.metrics.evaluate(truth, adata.obs[method])["ARI"],
-        "machine": f"{platform.node()} ({os.cpu_count()} CPU cores, no GPU)",
+        "machine": f"{platform.node()} ({os.cpu_count()} CPU cores, "
+        + (f"{torch.cuda.get_device_name()}, torch {torch.__version__})" if gpu else "no GPU)"),
+        "options": options,
         "date": time.strftime("%Y-%m-%d"),
     }
 
@@ -84,37 +150,57 @@ def _exponent(rows: list[dict], key: str) -> float:
     return float(np.polyfit(n, np.log([r[key] for r in rows]), 1)[0])
 
 
+def _device(row: dict) -> str:
+    return "GPU" if row.get("peak_gpu_mb") is not None else "CPU"
+
+
 def write_table(rows: list[dict]) -> str:
-    """Markdown tables of the runs (one per method and data mode) and the fitted exponents."""
+    """Markdown tables of the runs (one per method, data mode and device) and the fitted exponents."""
     lines = [
         "# Scaling benchmark",
         "",
         "Generated by `python benchmarks/scaling.py`. Simulated counts (`ac.datasets.simulate`, 2000 genes, "
-        "10 groups, ~650 non-zero counts per cell) read from h5ad; default settings except `max_epochs`. "
-        "Peak MB is the process's max RSS; data MB is that peak right after reading the file. The ARI "
-        "after one epoch says nothing about accuracy (see `accuracy.md`).",
+        "10 groups, ~650 non-zero counts per cell) read from h5ad; default settings except `max_epochs` and the "
+        "options named in each row. Peak MB is the process's max RSS; data MB is that peak right after reading "
+        "the file; GPU MB is torch's peak allocation. Inference is one more `get_latent_representation` pass "
+        "over all cells after training. The ARI after a few epochs says nothing about accuracy (see "
+        "`accuracy.md`).",
     ]
-    for method, backed in sorted({(r["method"], r["backed"]) for r in rows}):
-        group = sorted((r for r in rows if r["method"] == method and r["backed"] == backed), key=lambda r: r["n_cells"])
+    for method, backed, device in sorted({(r["method"], r["backed"], _device(r)) for r in rows}):
+        group = sorted(
+            (r for r in rows if (r["method"], r["backed"], _device(r)) == (method, backed, device)),
+            key=lambda r: (r["n_cells"], r["batch_size"]),
+        )
         lines += [
             "",
-            f"## tl.{method}, {'backed' if backed else 'in memory'}",
+            f"## tl.{method}, {'backed' if backed else 'in memory'}, {device}",
             "",
-            "| cells | batch | epochs | total s | train s / epoch | cells/s (train) | peak MB | data MB | ARI | machine |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| cells | batch | epochs | total s | train s / epoch | cells/s (train) | cells/s (inference) | peak MB "
+            "| data MB | GPU MB | ARI | options | machine |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in group:
+            inference = r.get("inference_cells_per_second")
+            gpu_mb = r.get("peak_gpu_mb")
+            options = ", ".join(f"{k}={v}" for k, v in (r.get("options") or {}).items())
             lines.append(
                 f"| {r['n_cells']:,} | {r['batch_size']:,} | {r['max_epochs']} | {r['seconds']:.1f} | "
-                f"{r['train_seconds_per_epoch']:.1f} | {r['cells_per_second']:.0f} | {r['peak_mb']:.0f} | "
-                f"{r['data_mb']:.0f} | {r['ARI']:.3f} | {r['machine']}, {r['date']}{_note(r)} |"
+                f"{r['train_seconds_per_epoch']:.2f} | {r['cells_per_second']:.0f} | "
+                f"{'' if inference is None else f'{inference:.0f}'} | {r['peak_mb']:.0f} | {r['data_mb']:.0f} | "
+                f"{'' if gpu_mb is None else f'{gpu_mb:.0f}'} | {r['ARI']:.3f} | {options} | "
+                f"{r['machine']}, {r['date']}{_note(r)} |"
             )
+        # exponents over one batch size: the most common one among the mini-batch runs
         mini = [r for r in group if r["batch_size"] < r["n_cells"]]
+        if mini:
+            common = max({r["batch_size"] for r in mini}, key=[r["batch_size"] for r in mini].count)
+            mini = [r for r in mini if r["batch_size"] == common]
         lines += [
             "",
-            f"Exponent of peak memory against N: {_exponent(group, 'peak_mb'):.2f} (all sizes); of peak minus "
+            f"Exponent of peak memory against N: {_exponent(group, 'peak_mb'):.2f} (all rows); of peak minus "
             f"data memory: {_exponent([r | {'own': r['peak_mb'] - r['data_mb']} for r in group], 'own'):.2f}; "
-            f"of train time per epoch (mini-batch sizes): {_exponent(mini, 'train_seconds_per_epoch'):.2f}.",
+            f"of train time per epoch (mini-batch rows of one batch size): "
+            f"{_exponent(mini, 'train_seconds_per_epoch'):.2f}.",
         ]
     return "\n".join(lines) + "\n"
 
@@ -134,35 +220,54 @@ def main() -> None:
     parser.add_argument("--sizes", default="5000,20000,50000,200000")
     parser.add_argument("--max-epochs", type=int, default=1)
     parser.add_argument("--backed", action="store_true")
+    parser.add_argument("--batch-size", type=int, help="passed to tl.<method>; its default if left out")
+    parser.add_argument("--num-workers", type=int, help="data-loader workers (tl.bgformer)")
+    parser.add_argument("--accelerator", help="passed to tl.<method> (default 'auto': the GPU if there is one)")
     parser.add_argument("--data-dir", default=str(HERE / "data"))
     parser.add_argument("--out", default=str(RESULTS / "scaling"))
     parser.add_argument("--make-data", nargs=2, help=argparse.SUPPRESS)
-    parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.make_data:
         make_data(int(args.make_data[0]), Path(args.make_data[1]))
         return
     if args.worker:
-        method, path, epochs, backed = args.worker
-        print(json.dumps(run_one(method, Path(path), int(epochs), backed == "1")))
+        method, path, epochs, backed, options = args.worker
+        print(json.dumps(run_one(method, Path(path), int(epochs), backed == "1", json.loads(options))))
         return
+    options = {
+        key: value
+        for key, value in (
+            ("batch_size", args.batch_size),
+            ("num_workers", args.num_workers),
+            ("accelerator", args.accelerator),
+        )
+        if value is not None
+    }
+    command = "python benchmarks/scaling.py " + " ".join(sys.argv[1:])
     out, data_dir = Path(args.out), Path(args.data_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     data_dir.mkdir(parents=True, exist_ok=True)
     rows = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else []
-    done = {(r["method"], r["backed"], r["n_cells"], r["max_epochs"]) for r in rows}
+    machine = f"{platform.node()} ({os.cpu_count()} CPU cores"
+
+    def key(row: dict) -> tuple:
+        return row["method"], row["backed"], row["n_cells"], row["max_epochs"], json.dumps(row.get("options") or {})
+
+    done = {key(r) for r in rows if r["machine"].startswith(machine)}
     for n_cells in map(int, args.sizes.split(",")):
-        if (args.method, args.backed, n_cells, args.max_epochs) in done:
+        if (args.method, args.backed, n_cells, args.max_epochs, json.dumps(options)) in done:
             continue
         path = data_dir / f"simulated_{n_cells}.h5ad"
         if not path.exists() and (made := _worker(["--make-data", str(n_cells), str(path)])).returncode != 0:
             print(f"{n_cells}: simulation FAILED\n{made.stderr[-2000:]}", flush=True)
             continue
-        result = _worker(["--worker", args.method, str(path), str(args.max_epochs), str(int(args.backed))])
+        arguments = [args.method, str(path), str(args.max_epochs), str(int(args.backed)), json.dumps(options)]
+        result = _worker(["--worker", *arguments])
         if result.returncode != 0:
             print(f"{n_cells} FAILED\n{result.stderr[-2000:]}", flush=True)
             continue
-        rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+        rows.append(json.loads(result.stdout.strip().splitlines()[-1]) | {"command": command})
         print(json.dumps(rows[-1]), flush=True)
         out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
     table = write_table(rows)

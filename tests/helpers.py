@@ -4,7 +4,9 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
+from lightning.pytorch.callbacks import Callback
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -63,3 +65,22 @@ def shared_dataset(name: str) -> ad.AnnData:
     if not path.exists():
         pytest.fail(f"{path} is missing: the shared datasets must sit in ../shared/data beside the repository")
     return ad.read_h5ad(path)
+
+
+class Crash(Callback):
+    """Raise after ``after`` training steps, counted across the fits of one call."""
+
+    def __init__(self, after: int):
+        self.after, self.steps = after, 0
+
+    def on_train_batch_end(self, *args) -> None:
+        self.steps += 1
+        if self.steps == self.after:
+            raise RuntimeError("simulated crash")
+
+
+def assert_same_result(result: ad.AnnData, expected: ad.AnnData, key: str) -> None:
+    """Bitwise the same embedding, labels and training history."""
+    np.testing.assert_array_equal(result.obsm[f"X_{key}"], expected.obsm[f"X_{key}"])
+    assert result.obs[key].equals(expected.obs[key])
+    pd.testing.assert_frame_equal(result.uns[key]["history"], expected.uns[key]["history"])

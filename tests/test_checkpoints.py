@@ -6,36 +6,15 @@ import sys
 import time
 
 import anndata as ad
-import numpy as np
-import pandas as pd
 import pytest
-from helpers import FAST, assert_unchanged, snapshot
-from lightning.pytorch.callbacks import Callback
+from helpers import FAST, Crash, assert_same_result, assert_unchanged, snapshot
 
 import atlasclust as ac
-
-
-class Crash(Callback):
-    """Raise after ``after`` training steps, counted across the fits of one call."""
-
-    def __init__(self, after: int):
-        self.after, self.steps = after, 0
-
-    def on_train_batch_end(self, *args) -> None:
-        self.steps += 1
-        if self.steps == self.after:
-            raise RuntimeError("simulated crash")
 
 
 @pytest.fixture(scope="module")
 def cells():
     return ac.datasets.simulate(300, 200, 3, n_markers=20, random_state=0)
-
-
-def _assert_same_result(result: ad.AnnData, expected: ad.AnnData, key: str) -> None:
-    np.testing.assert_array_equal(result.obsm[f"X_{key}"], expected.obsm[f"X_{key}"])
-    assert result.obs[key].equals(expected.obs[key])
-    pd.testing.assert_frame_equal(result.uns[key]["history"], expected.uns[key]["history"])
 
 
 # 300 cells in batches of 128 give 3 steps per epoch; 6 epochs: 3 pretraining, 3 clustering
@@ -55,7 +34,7 @@ def test_bgformer_resumes_to_the_uninterrupted_result(cells, tmp_path, crash_aft
     assert (tmp_path / "cluster" / "last.ckpt").is_file() == (crash_after > 12)
 
     ac.tl.bgformer(interrupted, 3, checkpoint_dir=tmp_path, **FAST)
-    _assert_same_result(interrupted, expected, "bgformer")
+    assert_same_result(interrupted, expected, "bgformer")
     assert list(interrupted.uns["bgformer"]["history"]["phase"]) == ["pretrain"] * 3 + ["cluster"] * 3
 
 
@@ -65,7 +44,7 @@ def test_scrcl_resumes_to_the_uninterrupted_result(cells, tmp_path):
     with pytest.raises(RuntimeError, match="simulated crash"):
         ac.tl.scrcl(cells, 3, checkpoint_dir=tmp_path, callbacks=[Crash(11)], copy=True, **options)
     result = ac.tl.scrcl(cells, 3, checkpoint_dir=tmp_path, copy=True, **options)
-    _assert_same_result(result, expected, "scrcl")
+    assert_same_result(result, expected, "scrcl")
     assert len(result.uns["scrcl"]["history"]) == 6
 
 
@@ -74,7 +53,7 @@ def test_a_finished_run_is_restored_without_training(cells, tmp_path):
     crash = Crash(1)  # any training step would raise
     again = ac.tl.bgformer(cells, 3, checkpoint_dir=tmp_path, copy=True, callbacks=[crash], **FAST)
     assert crash.steps == 0
-    _assert_same_result(again, first, "bgformer")
+    assert_same_result(again, first, "bgformer")
 
 
 def test_checkpoints_of_other_settings_are_refused(cells, tmp_path):
@@ -115,4 +94,4 @@ def test_cli_killed_during_training_resumes_to_the_uninterrupted_result(tmp_path
     subprocess.run([*command, "-o", str(tmp_path / "out.h5ad"), "--checkpoint-dir", str(checkpoints)], check=True)
     subprocess.run([*command, "-o", str(tmp_path / "uninterrupted.h5ad")], check=True)
     resumed, uninterrupted = ad.read_h5ad(tmp_path / "out.h5ad"), ad.read_h5ad(tmp_path / "uninterrupted.h5ad")
-    _assert_same_result(resumed, uninterrupted, "bgformer")
+    assert_same_result(resumed, uninterrupted, "bgformer")

@@ -47,3 +47,21 @@ def test_target_is_sharper_than_assignment_and_loss_vanishes_at_target():
     assert entropy(p) < entropy(q)
     assert dec_loss(p, p).abs().max() < 1e-4
     assert (dec_loss(q, p) > 0).all()
+
+
+def test_gather_matmul_equals_the_sparse_product_and_its_gradient():
+    from atlasclust.nn._gcn import gather_matmul
+
+    generator = torch.Generator().manual_seed(0)
+    matrix = torch.rand(30, 20, generator=generator) * (torch.rand(30, 20, generator=generator) < 0.2)
+    # an uncoalesced tensor (a duplicated entry) as the gene graph builds it
+    indices = torch.cat([matrix.nonzero().T, matrix.nonzero().T[:, :1]], dim=1)
+    values = torch.cat([matrix[tuple(matrix.nonzero().T)], matrix[tuple(matrix.nonzero().T[:, :1])]])
+    sparse = torch.sparse_coo_tensor(indices, values, (30, 20))
+    dense = torch.randn(20, 5, generator=generator, requires_grad=True)
+    expected = torch.sparse.mm(sparse, dense)
+    result = gather_matmul(sparse, dense)
+    torch.testing.assert_close(result, expected)
+    (expected_grad,) = torch.autograd.grad(expected.square().sum(), dense)
+    (grad,) = torch.autograd.grad(result.square().sum(), dense)
+    torch.testing.assert_close(grad, expected_grad)

@@ -33,6 +33,8 @@ class AnchorCodebook(nn.Module):
         self.anchors = nn.Parameter(torch.empty(n_anchors, n_latent).uniform_(-1.0 / n_anchors, 1.0 / n_anchors))
         self.register_buffer("usage", torch.zeros(n_anchors))
         self.usage_decay = usage_decay
+        # the usage EMA sums to 1 - decay**steps: once warm it stays warm, so the GPU is asked only until then
+        self._usage_warm = False
 
     @property
     def n_anchors(self) -> int:
@@ -71,8 +73,11 @@ class AnchorCodebook(nn.Module):
         drawn = h[torch.multinomial(weights, n_anchors, replacement=True)]
         beta = torch.exp(-self.usage * n_anchors * 100.0 - 1e-3)[:, None]
         self.anchors.mul_(1.0 - beta).add_(beta * drawn)
-        if self.usage.sum() + 1e-4 >= 1.0:
-            distance_to_median = (sim - sim.median(dim=0).values).abs()
+        if self._usage_warm or bool(self.usage.sum() + 1e-4 >= 1.0):
+            self._usage_warm = True
+            # the lower median, as torch.median gives, from a sort: CUDA's median has no deterministic kernel
+            median = sim.sort(dim=0).values[(len(sim) - 1) // 2]
+            distance_to_median = (sim - median).abs()
             probs = torch.softmax(-distance_to_median.T, dim=1)
             drawn = h[torch.multinomial(probs, 1).squeeze(1)]
             ratio = self.usage.mean() / self.usage.clamp_min(1e-12)
@@ -98,3 +103,4 @@ class AnchorCodebook(nn.Module):
         anchors[filled] = sums[filled] / counts[filled, None]
         self.anchors[:n_anchors] = torch.as_tensor(anchors, dtype=self.anchors.dtype, device=self.anchors.device)
         self.usage.zero_()
+        self._usage_warm = False

@@ -189,7 +189,7 @@ class BGFormerModule(BaseModuleClass):
             if self.training:
                 self.codebook.update_usage(index)
                 if self.anchor_refresh:
-                    self._pending_refresh = h.detach()
+                    self._pending_refresh = h.detach().float()  # anchors stay float32 under autocast
             commitment = (selected - h).pow(2).mean()
             # the decoder runs on the anchors and each cell takes its anchor's distribution
             anchors = self.anchor_decoder(self.codebook.anchors, size_factor, rows=index)

@@ -69,9 +69,9 @@ def simulate(
     )
     obs = pd.DataFrame(
         {"cell_type": pd.Categorical([f"type_{g}" for g in groups], categories=[f"type_{g}" for g in range(n_groups)])},
-        index=[f"cell_{i}" for i in range(n_cells)],
+        index=_names("cell", n_cells),
     )
-    var = pd.DataFrame(index=[f"gene_{j}" for j in range(n_genes)])
+    var = pd.DataFrame(index=_names("gene", n_genes))
     return ad.AnnData(X=counts, obs=obs, var=var)
 
 
@@ -137,11 +137,16 @@ def simulate_tissue(
     names = [f"layer_{g}" for g in range(n_layers)]
     obs = pd.DataFrame(
         {"layer": pd.Categorical([names[g] for g in layers], categories=names)},
-        index=[f"spot_{i}" for i in range(len(layers))],
+        index=_names("spot", len(layers)),
     )
-    var = pd.DataFrame(index=[f"gene_{j}" for j in range(n_genes)])
+    var = pd.DataFrame(index=_names("gene", n_genes))
     spatial = np.column_stack([col, row]).astype(np.float64)
     return ad.AnnData(X=counts, obs=obs, var=var, obsm={"spatial": spatial})
+
+
+def _names(prefix: str, n: int) -> pd.Index:
+    # object dtype: with pandas 3 a list of str becomes a string array, which anndata 0.12 refuses to write
+    return pd.Index([f"{prefix}_{i}" for i in range(n)], dtype=object)
 
 
 def _check_marker_room(n_genes: int, n_groups: int, n_markers: int) -> None:

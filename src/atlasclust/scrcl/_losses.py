@@ -14,6 +14,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from atlasclust.nn._gcn import sparse_matmul
+
 
 def _symmetric_kl_terms(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     """Entry-wise ``(p - q)(log p - log q)``; its sum is ``KL(p||q) + KL(q||p)``."""
@@ -94,12 +96,12 @@ def ndc_loss(
         denominator = row_sum / n_total
 
     # sum over each node's paired seeds k of kappa_ik, expanded so that only sparse products appear
-    n_pairs = torch.sparse.mm(pairs, torch.ones_like(neg_entropy_q)[:, None]).squeeze(1)
+    n_pairs = sparse_matmul(pairs, torch.ones_like(neg_entropy_q)[:, None]).squeeze(1)
     pair_kappa = (
         neg_entropy_p * n_pairs
-        + torch.sparse.mm(pairs, neg_entropy_q[:, None]).squeeze(1)
-        - (p * torch.sparse.mm(pairs, log_q)).sum(dim=1)
-        - (log_p * torch.sparse.mm(pairs, q)).sum(dim=1)
+        + sparse_matmul(pairs, neg_entropy_q[:, None]).squeeze(1)
+        - (p * sparse_matmul(pairs, log_q)).sum(dim=1)
+        - (log_p * sparse_matmul(pairs, q)).sum(dim=1)
     )
     # each node's numerator is spread over the seeds it is paired with; summed over seeds and
     # divided by their number this is the mean over cells of num_i / den_i
@@ -136,5 +138,5 @@ def cvc_loss(
     mlp_seeds = mlp_nodes[:n_seeds]
     scale = n_total / n_seeds
     squared_norm = (mlp_seeds.T @ mlp_seeds * (gcn_seeds.T @ gcn_seeds)).sum() * scale**2
-    on_target = (mlp_nodes * torch.sparse.mm(pairs, gcn_seeds)).sum() * scale
+    on_target = (mlp_nodes * sparse_matmul(pairs, gcn_seeds)).sum() * scale
     return (squared_norm - 2 * on_target + n_target_entries) / n_total**2

@@ -109,7 +109,8 @@ def bgformer(
     deterministic
         Use PyTorch's deterministic kernels during the call (and restore the previous setting
         after). CPU runs are reproducible without it; on a GPU it makes runs with the same
-        seed bitwise identical, at some cost in speed.
+        seed far closer, at some cost in speed (bitwise identical for scRCL; see
+        :doc:`/reproducibility` for BGFormer).
     enable_progress_bar
         Show the training progress bar.
     random_state

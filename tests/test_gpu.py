@@ -1,0 +1,92 @@
+"""Both methods on a CUDA device: the output contract, accuracy, determinism and resume (skipped without one)."""
+
+import numpy as np
+import pytest
+import torch
+from helpers import FAST, Crash, assert_same_result
+
+import atlasclust as ac
+
+pytestmark = pytest.mark.gpu
+
+SCRCL_FAST = {"n_top_genes": 150, "enable_progress_bar": False}  # default epochs: 500 full-batch steps
+
+
+@pytest.fixture(scope="module")
+def cells():
+    return ac.datasets.simulate(2000, 300, 4, n_markers=25, random_state=0)
+
+
+def _check_output(adata, key: str, n_clusters: int) -> None:
+    assert adata.obs[key].dtype == "category"
+    assert adata.obs[key].nunique() == n_clusters
+    assert np.isfinite(adata.obsm[f"X_{key}"]).all()
+    assert ac.metrics.evaluate(adata.obs["cell_type"], adata.obs[key])["ARI"] > 0.9
+
+
+@pytest.mark.parametrize("method", ["bgformer", "scrcl"])
+def test_trains_on_the_gpu_and_writes_the_contract(cells, method):
+    adata = cells.copy()
+    options = FAST if method == "bgformer" else SCRCL_FAST
+    model = getattr(ac.tl, method)(adata, 4, accelerator="gpu", return_model=True, **options)
+    assert next(model.module.parameters()).device.type == "cuda"
+    _check_output(adata, method, 4)
+    assert np.isfinite(adata.uns[method]["history"]["train_loss"]).all()
+
+
+def test_gpu_and_cpu_embeddings_agree_on_the_clusters(cells):
+    on_gpu = ac.tl.bgformer(cells, 4, accelerator="gpu", copy=True, **FAST)
+    on_cpu = ac.tl.bgformer(cells, 4, accelerator="cpu", copy=True, **FAST)
+    # floating-point order differs between devices, so the runs are not bitwise equal; the partitions are
+    assert ac.metrics.evaluate(on_cpu.obs["bgformer"], on_gpu.obs["bgformer"])["ARI"] > 0.95
+
+
+def test_deterministic_scrcl_is_bitwise_reproducible_on_the_gpu(cells):
+    options = SCRCL_FAST | {"accelerator": "gpu", "deterministic": True}
+    first = ac.tl.scrcl(cells, 4, copy=True, **options)
+    second = ac.tl.scrcl(cells, 4, copy=True, **options)
+    assert_same_result(second, first, "scrcl")
+
+
+def _assert_close_result(result, expected, key: str) -> None:
+    np.testing.assert_allclose(result.obsm[f"X_{key}"], expected.obsm[f"X_{key}"], atol=1e-3)
+    assert ac.metrics.evaluate(expected.obs[key], result.obs[key])["ARI"] > 0.99
+
+
+def test_deterministic_bgformer_runs_agree_on_the_gpu(cells):
+    options = FAST | {"accelerator": "gpu", "deterministic": True}
+    first = ac.tl.bgformer(cells, 4, copy=True, **options)
+    second = ac.tl.bgformer(cells, 4, copy=True, **options)
+    _assert_close_result(second, first, "bgformer")
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="known gap: on an H100 two deterministic BGFormer runs once differed by 4e-5 (docs/reproducibility.md)",
+)
+def test_deterministic_bgformer_is_bitwise_reproducible_on_the_gpu(cells):
+    options = FAST | {"accelerator": "gpu", "deterministic": True}
+    first = ac.tl.bgformer(cells, 4, copy=True, **options)
+    second = ac.tl.bgformer(cells, 4, copy=True, **options)
+    assert_same_result(second, first, "bgformer")
+
+
+def test_resume_on_the_gpu_ends_at_the_uninterrupted_result(cells, tmp_path):
+    options = FAST | {"accelerator": "gpu", "deterministic": True}
+    expected = ac.tl.bgformer(cells, 4, copy=True, **options)
+    steps_per_epoch = -(-cells.n_obs // FAST["batch_size"])
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        crash = Crash(4 * steps_per_epoch + 2)  # inside the clustering phase
+        ac.tl.bgformer(cells, 4, checkpoint_dir=tmp_path, callbacks=[crash], copy=True, **options)
+    resumed = ac.tl.bgformer(cells, 4, checkpoint_dir=tmp_path, copy=True, **options)
+    # bit for bit on the CPU (tests/test_checkpoints.py); on the GPU within 5e-5 as measured
+    _assert_close_result(resumed, expected, "bgformer")
+    assert list(resumed.uns["bgformer"]["history"]["phase"]) == ["pretrain"] * 3 + ["cluster"] * 3
+
+
+def test_a_model_trained_on_the_gpu_predicts_on_the_cpu(cells):
+    adata = cells.copy()
+    model = ac.tl.bgformer(adata, 4, accelerator="gpu", return_model=True, **FAST)
+    model.module.to("cpu")
+    assert (model.predict() == adata.obs["bgformer"].cat.codes.to_numpy()).mean() > 0.99
+    assert torch.cuda.memory_allocated() < 2**30
