@@ -53,10 +53,17 @@ def _assert_close_result(result, expected, key: str) -> None:
     assert ac.metrics.evaluate(expected.obs[key], result.obs[key])["ARI"] > 0.99
 
 
-def test_deterministic_bgformer_runs_agree_on_the_gpu(cells):
-    options = FAST | {"accelerator": "gpu", "deterministic": True}
-    first = ac.tl.bgformer(cells, 4, copy=True, **options)
-    second = ac.tl.bgformer(cells, 4, copy=True, **options)
+DETERMINISTIC_GPU = FAST | {"accelerator": "gpu", "deterministic": True}
+
+
+@pytest.fixture(scope="module")
+def deterministic_bgformer_runs(cells):
+    """Two deterministic BGFormer runs on the GPU with the same seed, shared by the tests below."""
+    return tuple(ac.tl.bgformer(cells, 4, copy=True, **DETERMINISTIC_GPU) for _ in range(2))
+
+
+def test_deterministic_bgformer_runs_agree_on_the_gpu(deterministic_bgformer_runs):
+    first, second = deterministic_bgformer_runs
     _assert_close_result(second, first, "bgformer")
 
 
@@ -64,21 +71,18 @@ def test_deterministic_bgformer_runs_agree_on_the_gpu(cells):
     strict=False,
     reason="known gap: on an H100 two deterministic BGFormer runs once differed by 4e-5 (docs/reproducibility.md)",
 )
-def test_deterministic_bgformer_is_bitwise_reproducible_on_the_gpu(cells):
-    options = FAST | {"accelerator": "gpu", "deterministic": True}
-    first = ac.tl.bgformer(cells, 4, copy=True, **options)
-    second = ac.tl.bgformer(cells, 4, copy=True, **options)
+def test_deterministic_bgformer_is_bitwise_reproducible_on_the_gpu(deterministic_bgformer_runs):
+    first, second = deterministic_bgformer_runs
     assert_same_result(second, first, "bgformer")
 
 
-def test_resume_on_the_gpu_ends_at_the_uninterrupted_result(cells, tmp_path):
-    options = FAST | {"accelerator": "gpu", "deterministic": True}
-    expected = ac.tl.bgformer(cells, 4, copy=True, **options)
+def test_resume_on_the_gpu_ends_at_the_uninterrupted_result(cells, deterministic_bgformer_runs, tmp_path):
+    expected = deterministic_bgformer_runs[0]  # an uninterrupted run of the same settings
     steps_per_epoch = -(-cells.n_obs // FAST["batch_size"])
     with pytest.raises(RuntimeError, match="simulated crash"):
         crash = Crash(4 * steps_per_epoch + 2)  # inside the clustering phase
-        ac.tl.bgformer(cells, 4, checkpoint_dir=tmp_path, callbacks=[crash], copy=True, **options)
-    resumed = ac.tl.bgformer(cells, 4, checkpoint_dir=tmp_path, copy=True, **options)
+        ac.tl.bgformer(cells, 4, checkpoint_dir=tmp_path, callbacks=[crash], copy=True, **DETERMINISTIC_GPU)
+    resumed = ac.tl.bgformer(cells, 4, checkpoint_dir=tmp_path, copy=True, **DETERMINISTIC_GPU)
     # bit for bit on the CPU (tests/test_checkpoints.py); on the GPU within 5e-5 as measured
     _assert_close_result(resumed, expected, "bgformer")
     assert list(resumed.uns["bgformer"]["history"]["phase"]) == ["pretrain"] * 3 + ["cluster"] * 3
