@@ -187,12 +187,12 @@ sc.settings.verbosity = 2
 ## scRNA-seq
 
 The cell graph is a kNN graph of the expression (built by `sc.pp.neighbors` under scRCL's own
-key; the user's `connectivities` are not touched). We use 1000 variable genes and 150 epochs to
-keep the tutorial short on a CPU.
+key; the user's `connectivities` are not touched). We use 1000 variable genes to keep the tutorial
+short on a CPU, and the default budget of about 100 full-batch steps.
 """),
     code("""
 adata = ac.datasets.zeisel()
-ac.tl.scrcl(adata, n_clusters=7, n_top_genes=1000, max_epochs=150, enable_progress_bar=False, random_state=0)
+ac.tl.scrcl(adata, n_clusters=7, n_top_genes=1000, enable_progress_bar=False, random_state=0)
 adata
 """),
     code("""
@@ -211,8 +211,9 @@ history[[c for c in history.columns if c.endswith("_train")]].plot(subplots=True
 
 `ac.datasets.simulate_tissue` lays spots on a grid in wavy layers whose expression differs only
 weakly, a small stand-in for a DLPFC slice. With `spatial_key="spatial"` the cell graph links
-each spot to its nearest spots in space (KD-tree), and `smooth_labels` takes a majority vote of
-the labels over spatial neighbours.
+each spot to its nearest spots in space (KD-tree), the inputs of both views are smoothed over that
+graph (`smoothing`, by default `(10, 8)` graph powers with coordinates, the reference's DLPFC
+setting), and `smooth_labels` takes a majority vote of the labels over spatial neighbours.
 """),
     code("""
 tissue = ac.datasets.simulate_tissue(random_state=0)
