@@ -1,3 +1,6 @@
+import warnings
+from unittest import mock
+
 import torch
 from scvi.distributions._negative_binomial import log_zinb_positive
 
@@ -17,6 +20,20 @@ def test_zinb_decoder_uses_scvi_likelihood_with_size_factors():
     torch.testing.assert_close(zinb_nll(dist, counts), expected)
     # doubling the library doubles the predicted mean
     torch.testing.assert_close(decoder(h, 2 * size_factor).mu, 2 * dist.mu)
+
+
+def test_zinb_log_prob_checks_the_support_only_when_asked():
+    # the check reads a flag back from the GPU at every step; counts are validated before training
+    torch.manual_seed(0)
+    dist = ZINBDecoder(8, 5)(torch.randn(4, 8), torch.ones(4))
+    counts = torch.poisson(torch.full((4, 5), 3.0))
+    with mock.patch("torch._is_all_true", side_effect=AssertionError("support checked")):
+        zinb_nll(dist, counts)
+    dist._validate_args = True
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        zinb_nll(dist, -counts - 1)
+    assert any("support" in str(w.message) for w in caught)
 
 
 def test_zinb_decoder_on_a_table_equals_the_decoder_on_looked_up_rows():

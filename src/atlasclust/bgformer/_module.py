@@ -58,7 +58,7 @@ class BGFormerModule(BaseModuleClass):
         dropout: float = 0.1,
         input_noise: float = 1.0,
         anchor_refresh: bool = True,
-        dec_weight: float = 1.0,
+        dec_weight: float = 0.1,
         anchor_weight: float = 1.0,
     ):
         super().__init__()

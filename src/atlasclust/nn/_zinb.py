@@ -11,6 +11,19 @@ from torch import nn
 _LOG_MEAN_MIN, _LOG_MEAN_MAX = math.log(1e-5), math.log(1e6)
 
 
+class _ZINB(ZeroInflatedNegativeBinomial):
+    """scvi-tools' ZINB whose ``log_prob`` checks the support only with ``validate_args=True``.
+
+    scvi-tools checks that the counts are non-negative at every ``log_prob``, whatever
+    ``validate_args`` says; on a GPU that check reads a flag back to the host and stalls the step.
+    The counts are validated once, before training.
+    """
+
+    def _validate_sample(self, value: torch.Tensor) -> None:
+        if self._validate_args:
+            super()._validate_sample(value)
+
+
 class ZINBDecoder(nn.Module):
     """Map an embedding to a zero-inflated negative binomial over genes.
 
@@ -45,7 +58,7 @@ class ZINBDecoder(nn.Module):
         # clamping the log keeps gradients finite where exp would overflow
         mean = torch.exp(log_mean.clamp(_LOG_MEAN_MIN, _LOG_MEAN_MAX)) * size_factor[:, None]
         theta = nn.functional.softplus(dispersion).clamp(1e-4, 1e4)
-        return ZeroInflatedNegativeBinomial(mu=mean, theta=theta, zi_logits=zi_logits, validate_args=False)
+        return _ZINB(mu=mean, theta=theta, zi_logits=zi_logits, validate_args=False)
 
 
 def zinb_nll(distribution: ZeroInflatedNegativeBinomial, counts: torch.Tensor) -> torch.Tensor:
