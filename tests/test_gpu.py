@@ -94,3 +94,15 @@ def test_a_model_trained_on_the_gpu_predicts_on_the_cpu(cells):
     model.module.to("cpu")
     assert (model.predict() == adata.obs["bgformer"].cat.codes.to_numpy()).mean() > 0.99
     assert torch.cuda.memory_allocated() < 2**30
+
+
+def test_data_are_kept_on_the_gpu_by_default_and_freed_after_training(cells):
+    from atlasclust.data import DeviceDataSplitter
+
+    adata = cells.copy()
+    model = ac.tl.bgformer(adata, 4, accelerator="gpu", return_model=True, **FAST)
+    assert isinstance(model.trainer.datamodule, DeviceDataSplitter)
+    assert model.trainer.datamodule.train_tensor_dict is None  # the copy on the GPU was released
+    _check_output(adata, "bgformer", 4)
+    on_host = ac.tl.bgformer(cells, 4, accelerator="gpu", data_on_device=False, copy=True, **FAST)
+    assert ac.metrics.evaluate(on_host.obs["bgformer"], adata.obs["bgformer"])["ARI"] > 0.95

@@ -5,8 +5,10 @@ import sys
 
 import numpy as np
 import pytest
+from lightning.pytorch.callbacks import Callback
 
 import atlasclust as ac
+from atlasclust._training_plan import TrainingPlan
 
 SCRIPT = """
 import sys
@@ -62,3 +64,47 @@ def test_optimiser_uses_fused_kernels_on_the_cpu(method):
         adata, 2, n_top_genes=40, max_epochs=2, enable_progress_bar=False, copy=True, return_model=True
     )[1]
     assert model.trainer.optimizers[0].defaults["fused"] is True
+
+
+class _StepLosses(Callback):
+    """Each training step's loss and number of cells."""
+
+    def __init__(self):
+        self.steps: list[tuple[int, float, int]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        self.steps.append((trainer.current_epoch, float(loss), len(batch["ind_x"])))
+
+
+@pytest.mark.parametrize("method", ["bgformer", "scrcl"])
+def test_training_metrics_are_logged_once_per_epoch_as_cell_weighted_means(method, monkeypatch):
+    adata = ac.datasets.simulate(300, 60, 2, n_markers=10, random_state=0)
+    calls = []
+    log = TrainingPlan.log
+    monkeypatch.setattr(TrainingPlan, "log", lambda self, name, *a, **k: calls.append(name) or log(self, name, *a, **k))
+    steps = _StepLosses()
+    model = getattr(ac.tl, method)(
+        adata,
+        2,
+        n_top_genes=40,
+        max_epochs=3,
+        batch_size=128,
+        enable_progress_bar=False,
+        callbacks=[steps],
+        copy=True,
+        return_model=True,
+    )[1]
+    # 3 steps per epoch (300 cells in batches of 128), yet each metric is logged once per epoch
+    assert len(steps.steps) == 9
+    assert calls.count("train_loss") == 3
+    epochs = np.array([epoch for epoch, _, _ in steps.steps])
+    losses = np.array([loss for _, loss, _ in steps.steps])
+    cells = np.array([n for _, _, n in steps.steps])
+    # BGFormer's two fits count epochs from 0 each: the history rows follow the order of the steps
+    order = np.cumsum(np.r_[True, np.diff(epochs) != 0]) - 1
+    expected = [np.average(losses[order == row], weights=cells[order == row]) for row in range(3)]
+    np.testing.assert_allclose(model.history_["train_loss"].to_numpy(dtype=float), expected, rtol=1e-5)
+    # every fit's epochs were timed
+    assert sum(len(fit) for fit in model.epoch_seconds_) == 3
+    assert all(seconds > 0 for fit in model.epoch_seconds_ for seconds in fit)

@@ -68,6 +68,37 @@ def test_batches_hold_only_the_seeds_neighbourhood(counts):
     assert batch["propagation"].shape == (10, len(batch["nodes"]))
 
 
+def test_batches_gathered_from_a_kept_copy_equal_those_copied_from_the_host(counts):
+    model = _model(counts)
+    model._fit_input_transform(0)
+    data = model._graph_data_for(None)
+    seeds = np.random.default_rng(0).choice(counts.n_obs, 50, replace=False)
+    from_host = data.batch(seeds, "cpu")
+    data.keep_on("cpu")  # on a GPU the copy lives there; the gathering code is the same
+    kept = data.batch(seeds, "cpu")
+    data.release()
+    assert not data.on_device
+    assert from_host.keys() == kept.keys()
+    for key in ("mlp_features", "propagated_features", "node_degree", "nodes"):
+        torch.testing.assert_close(kept[key], from_host[key], rtol=0, atol=0)
+
+
+def test_embedding_batches_skip_what_only_the_losses_need(counts):
+    model = _model(counts)
+    model._fit_input_transform(0)
+    data = model._graph_data_for(None)
+    seeds = np.arange(20, 60)
+    full, embed = data.batch(seeds, "cpu"), data.batch(seeds, "cpu", embed_only=True)
+    assert "pairs" not in embed and "node_degree" not in embed
+    torch.testing.assert_close(embed["mlp_features"], full["mlp_features"][: len(seeds)], rtol=0, atol=0)
+    torch.testing.assert_close(embed["propagated_features"], full["propagated_features"], rtol=0, atol=0)
+    model.module.eval()
+    with torch.no_grad():
+        a, b = model.module.inference(full), model.module.inference(embed)
+    torch.testing.assert_close(b["mlp_refined"], a["mlp_refined"][: len(seeds)])
+    torch.testing.assert_close(b["gcn_refined"], a["gcn_refined"])
+
+
 def test_save_load_and_predict_on_held_back_cells(counts, tmp_path):
     train, held_back = counts[:500].copy(), counts[500:].copy()
     model = _model(train)

@@ -25,11 +25,15 @@ from atlasclust._checkpoints import PhaseCheckpoint, phase_checkpoint
 from atlasclust._guards import with_trainer_guard
 from atlasclust._validate import check_cluster_count
 from atlasclust.data import (
+    BlockShuffleDataSplitter,
+    DeviceDataSplitter,
     counts_matrix,
     describe_source,
     log_normalized_moments,
+    resolve_data_on_device,
     scan_counts,
     select_top_genes,
+    training_device,
     training_view,
 )
 from atlasclust.data._anndata import INDICES_COLUMN, check_same_genes
@@ -235,6 +239,8 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
     def _initialize_anchors(self, cells: np.ndarray, batch_size: int, random_state: int) -> None:
         """Anchors from spherical k-means on the (untrained) anchor-side encodings of ``cells``."""
         self.module.train()  # batch statistics in BatchNorm, as in the reference
+        while len(cells) % batch_size == 1 and batch_size < len(cells):  # BatchNorm cannot take a batch of one
+            batch_size += 1
         encodings = [
             self.module.anchor_encoder(outputs["scaled"])
             for _, outputs in self._batches(None, cells, batch_size, embed=False)
@@ -263,6 +269,8 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         train_size: float | None = None,
         early_stopping: bool = False,
         num_workers: int = 0,
+        data_on_device: bool | None = None,
+        shuffle_block_size: int = 1,
         enable_progress_bar: bool = True,
         random_state: int = 0,
         checkpoint_dir: str | Path | None = None,
@@ -301,6 +309,18 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
             Stop each phase when the validation loss stops improving.
         num_workers
             Data-loader worker processes (useful for backed data).
+        data_on_device
+            Copy the counts, densified, to the device once and gather each batch there
+            (:class:`scvi.dataloaders.DeviceBackedDataSplitter`). ``None`` does so when training
+            on one CUDA GPU with the data in memory and the dense counts taking at most a
+            quarter of the GPU's free memory; on a GPU, reading batches on the CPU was slower
+            than the training step itself. Not possible for backed data or several devices.
+        shuffle_block_size
+            Build each training batch from shuffled blocks of this many consecutive cells instead
+            of cells drawn one by one (:class:`atlasclust.data.BlockShuffleSampler`). Reading a
+            backed file costs about one read per run of consecutive rows, so blocks of 16 or more
+            read several times faster; keep ``batch_size / shuffle_block_size`` large (say 64 or
+            more) so that a batch still mixes many parts of the file. One device only.
         enable_progress_bar
             Show Lightning's progress bar.
         random_state
@@ -323,12 +343,22 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         batch_size = min(batch_size, n_train)
         rng = np.random.default_rng(random_state)
         init_cells = self._sample_cells(rng)
+        if shuffle_block_size > 1:
+            if data_on_device or training_device(accelerator, devices, strategy) is None:
+                msg = "shuffle_block_size > 1 works on one device, reading batches on the CPU (data_on_device=False)."
+                raise ValueError(msg)
+            data_on_device = False  # blocks are for reading from the host
+        on_device = resolve_data_on_device(
+            data_on_device, self.adata, accelerator=accelerator, devices=devices, strategy=strategy
+        )
 
         if not self.is_prepared_:
             self._fit_input_transform()
             self._initialize_anchors(init_cells, batch_size, random_state)
             self.is_prepared_ = True
 
+        # a last batch of one cell would break BatchNorm
+        drop_last = n_train % batch_size == 1
         fit_kwargs = {
             "batch_size": batch_size,
             "accelerator": accelerator,
@@ -338,8 +368,7 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
             "load_sparse_tensor": self._is_sparse(),
             "early_stopping": early_stopping,
             "enable_progress_bar": enable_progress_bar,
-            # a last batch of one cell would break BatchNorm
-            "datasplitter_kwargs": {"num_workers": num_workers, "drop_last": n_train % batch_size == 1},
+            "datasplitter_kwargs": {"num_workers": num_workers, "drop_last": drop_last},
             "plan_kwargs": {"optimizer": "AdamW", "lr": lr, "weight_decay": weight_decay, "eps": 1e-8}
             | (plan_kwargs or {}),
             **trainer_kwargs,
@@ -353,6 +382,26 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
             "train": {k: v for k, v in fit_kwargs.items() if k in ("batch_size", "train_size", "plan_kwargs")},
             "random_state": random_state,
         }
+        if shuffle_block_size > 1:
+            fingerprint["shuffle_block_size"] = shuffle_block_size
+            fit_kwargs["datamodule"] = BlockShuffleDataSplitter(
+                self.adata_manager,
+                train_size=train_size,
+                batch_size=batch_size,
+                load_sparse_tensor=self._is_sparse(),
+                block_size=shuffle_block_size,
+                **fit_kwargs["datasplitter_kwargs"],
+            )
+        if on_device:  # batches are drawn otherwise: a checkpoint of the other path cannot be resumed
+            fingerprint["data_on_device"] = True
+            fit_kwargs["datamodule"] = DeviceDataSplitter(
+                self.adata_manager,
+                train_size=train_size,
+                batch_size=batch_size,
+                accelerator=accelerator,
+                device=devices,
+                drop_last=drop_last,
+            )
         pretrain = phase_checkpoint(checkpoint_dir, "pretrain", fingerprint)
         cluster = phase_checkpoint(checkpoint_dir, "cluster", fingerprint)
 
@@ -367,23 +416,28 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
             start = time.perf_counter()
             super(BGFormer, self).train(max_epochs=epochs, **kwargs)
             self.training_seconds_ += time.perf_counter() - start  # Lightning's fits only, for benchmarks
+            self.epoch_seconds_.append(self.trainer.lightning_module.epoch_seconds)  # one list per fit
             return phase.history(history_frame(self.history_))
 
         self.batch_size_ = batch_size
-        self.training_seconds_ = 0.0
+        self.training_seconds_, self.epoch_seconds_ = 0.0, []
         previous = set_aside_history(self)
         self.module.clustering_active = False
-        if cluster.loaded is None:
-            pretrain_history = fit(n_pretrain, pretrain)
-            self._initialize_clusters(init_cells, batch_size, random_state)
-        else:  # the clustering phase had begun: its checkpoint holds the centres, the weights and the generators
-            pretrain_history = pretrain.saved_history()
-            self.module.set_centers(cluster.loaded["state_dict"]["module.centers"])
-            self.n_clusters_ = len(self.module.centers)
-        self.module.clustering_active = True
-        history = [pretrain_history.assign(phase="pretrain")]
-        if max_epochs > n_pretrain:
-            history.append(fit(max_epochs - n_pretrain, cluster).assign(phase="cluster"))
+        try:
+            if cluster.loaded is None:
+                pretrain_history = fit(n_pretrain, pretrain)
+                self._initialize_clusters(init_cells, batch_size, random_state)
+            else:  # the clustering phase had begun: its checkpoint holds the centres, the weights and the generators
+                pretrain_history = pretrain.saved_history()
+                self.module.set_centers(cluster.loaded["state_dict"]["module.centers"])
+                self.n_clusters_ = len(self.module.centers)
+            self.module.clustering_active = True
+            history = [pretrain_history.assign(phase="pretrain")]
+            if max_epochs > n_pretrain:
+                history.append(fit(max_epochs - n_pretrain, cluster).assign(phase="cluster"))
+        finally:
+            if on_device:  # the trainer keeps its data module: free the copy on the device now
+                fit_kwargs["datamodule"].release()
         self.module.eval()
         self.is_trained_ = True
         history = pd.concat(history, ignore_index=True)

@@ -1,6 +1,8 @@
 """Data access shared by the methods: count validation, streaming statistics, training views."""
 
 from ._anndata import counts_matrix, describe_source, training_view
+from ._blocks import BlockShuffleDataSplitter, BlockShuffleSampler
+from ._device import DeviceDataSplitter, fits_on_gpu, resolve_data_on_device, training_device
 from ._statistics import (
     CountStatistics,
     iter_row_chunks,
@@ -12,14 +14,20 @@ from ._statistics import (
 )
 
 __all__ = [
+    "BlockShuffleDataSplitter",
+    "BlockShuffleSampler",
     "CountStatistics",
+    "DeviceDataSplitter",
     "counts_matrix",
     "describe_source",
+    "fits_on_gpu",
     "iter_row_chunks",
     "log_normalized_moments",
+    "resolve_data_on_device",
     "scaled_log_features",
     "scan_counts",
     "select_top_genes",
     "seurat_dispersion_rank",
+    "training_device",
     "training_view",
 ]

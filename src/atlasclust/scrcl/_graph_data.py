@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
@@ -40,6 +40,8 @@ class CellGraphData:
     mlp_features: np.ndarray
     propagated_features: np.ndarray
     propagation: sp.csr_matrix
+    #: copies of the feature matrices on a device (see :meth:`keep_on`)
+    on_device: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @classmethod
     def build(cls, adjacency: sp.csr_matrix, features: np.ndarray, *, smoothing: tuple[int, int] = (0, 0)):
@@ -64,12 +66,36 @@ class CellGraphData:
         """Degree of each cell in ``A``."""
         return np.diff(self.adjacency.indptr)
 
-    def batch(self, seeds: np.ndarray, device: torch.device | str) -> dict[str, torch.Tensor]:
+    def feature_bytes(self, *, mlp: bool = True) -> int:
+        """Bytes of the feature matrices :meth:`keep_on` would copy."""
+        return self.propagated_features.nbytes + (self.mlp_features.nbytes if mlp else 0)
+
+    def keep_on(self, device: torch.device | str, *, mlp: bool = True) -> None:
+        """Copy the propagated (and, with ``mlp``, the MLP) features to ``device`` once.
+
+        Batches for that device are then gathered there: each batch's one-hop neighbourhood holds
+        about ``n_neighbors + 1`` times as many rows as it has seeds, and copying those rows from
+        the host for every batch was what a GPU spent its time on.
+        """
+        self.release()
+        self.on_device["propagated_features"] = torch.from_numpy(self.propagated_features).to(device)
+        if mlp:
+            self.on_device["mlp_features"] = torch.from_numpy(self.mlp_features).to(device)
+
+    def release(self) -> None:
+        """Drop the copies made by :meth:`keep_on`."""
+        self.on_device.clear()
+
+    def batch(
+        self, seeds: np.ndarray, device: torch.device | str, *, embed_only: bool = False
+    ) -> dict[str, torch.Tensor]:
         """Tensors for ``seeds`` and their one-hop neighbourhood, on ``device``.
 
         Returns ``mlp_features`` and ``propagated_features`` of the nodes (seeds first, then the
         other neighbours), ``propagation`` (sparse ``seeds x nodes`` rows of Â), ``pairs`` (the
         sparse binary ``nodes x seeds`` block of ``A + I``), ``node_degree`` and ``nodes`` (cell indices).
+        With ``embed_only`` (embedding cells, no loss), ``mlp_features`` holds the seeds' rows only
+        and ``pairs`` and ``node_degree`` are left out.
         """
         seeds = np.asarray(seeds, dtype=np.int64)
         rows = self.propagation[seeds]
@@ -78,17 +104,30 @@ class CellGraphData:
         order = np.argsort(nodes, kind="stable")
         columns = order[np.searchsorted(nodes[order], rows.indices)]
         propagation = sp.csr_matrix((rows.data, columns, rows.indptr), shape=(len(seeds), len(nodes)))
-        pairs = propagation.T.tocsr()
-        pairs.data[:] = 1
+        mlp_rows = seeds if embed_only else nodes
 
         def to_device(array: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(array)).to(device, non_blocking=True)
 
-        return {
-            "mlp_features": to_device(self.mlp_features[nodes]),
-            "propagated_features": to_device(self.propagated_features[nodes]),
+        node_index = to_device(nodes)
+        out = {
+            "mlp_features": self._rows("mlp_features", mlp_rows, node_index[: len(mlp_rows)], device),
+            "propagated_features": self._rows("propagated_features", nodes, node_index, device),
             "propagation": sparse_tensor(propagation, device=device),
-            "pairs": sparse_tensor(pairs, device=device),
-            "node_degree": to_device(self.degree[nodes].astype(np.float32)),
-            "nodes": to_device(nodes),
+            "nodes": node_index,
         }
+        if not embed_only:
+            pairs = propagation.T.tocsr()
+            pairs.data[:] = 1
+            out |= {
+                "pairs": sparse_tensor(pairs, device=device),
+                "node_degree": to_device(self.degree[nodes].astype(np.float32)),
+            }
+        return out
+
+    def _rows(self, name: str, rows: np.ndarray, index: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+        """Rows of a feature matrix on ``device``: gathered there from a kept copy, or copied from the host."""
+        kept = self.on_device.get(name)
+        if kept is not None and kept.device == index.device:
+            return kept.index_select(0, index)
+        return torch.from_numpy(getattr(self, name)[rows]).to(device, non_blocking=True)

@@ -26,10 +26,12 @@ from atlasclust._validate import check_cluster_count
 from atlasclust.data import (
     counts_matrix,
     describe_source,
+    fits_on_gpu,
     log_normalized_moments,
     scaled_log_features,
     scan_counts,
     select_top_genes,
+    training_device,
     training_view,
 )
 from atlasclust.data._anndata import INDICES_COLUMN, check_same_genes
@@ -383,7 +385,7 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         if not self.is_prepared_:
             self._fit_input_transform(random_state)
             self.is_prepared_ = True
-        self.module.graph_data = self._graph_data_for(None)
+        graph_data = self.module.graph_data = self._graph_data_for(None)
         self.module.train()
         self.batch_size_ = batch_size
         plan_kwargs = {"optimizer": "Adam", "lr": lr, "weight_decay": weight_decay} | (plan_kwargs or {})
@@ -401,20 +403,28 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         trainer_kwargs["callbacks"] += checkpoint.callbacks
         previous = set_aside_history(self)
         start = time.perf_counter()
+        self.epoch_seconds_ = []
         if checkpoint.finished(max_epochs):  # a fit of no epochs would still draw random numbers
             history = checkpoint.restore(self.module)
         else:
-            super().train(
-                max_epochs=max_epochs,
-                batch_size=batch_size,
-                accelerator=accelerator,
-                devices=devices,
-                strategy=strategy,
-                train_size=1.0,
-                enable_progress_bar=enable_progress_bar,
-                plan_kwargs=plan_kwargs,
-                **trainer_kwargs,
-            )
+            device = training_device(accelerator, devices, strategy)
+            if fits_on_gpu(graph_data.feature_bytes(), device):  # batches are then gathered on the GPU
+                graph_data.keep_on(device)
+            try:
+                super().train(
+                    max_epochs=max_epochs,
+                    batch_size=batch_size,
+                    accelerator=accelerator,
+                    devices=devices,
+                    strategy=strategy,
+                    train_size=1.0,
+                    enable_progress_bar=enable_progress_bar,
+                    plan_kwargs=plan_kwargs,
+                    **trainer_kwargs,
+                )
+            finally:
+                graph_data.release()
+            self.epoch_seconds_ = [self.trainer.lightning_module.epoch_seconds]  # one list per fit, as BGFormer's
             history = checkpoint.history(history_frame(self.history_))
         self.training_seconds_ = time.perf_counter() - start
         self.module.eval()
@@ -445,11 +455,20 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         self.module.eval()
         data = self._graph_data_for(adata)
         batch_size = batch_size or min(data.n_cells, 4096)
+        device = self.module.device
+        # each cell's propagated features are read by all its neighbours' batches: gather them on the GPU
+        keep = fits_on_gpu(data.feature_bytes(mlp=False), device) and "propagated_features" not in data.on_device
+        if keep:
+            data.keep_on(device, mlp=False)
         parts = []
-        for start in range(0, data.n_cells, batch_size):
-            seeds = np.arange(start, min(start + batch_size, data.n_cells))
-            out = self.module.inference(data.batch(seeds, self.module.device))
-            parts.append(torch.cat([out["mlp_refined"][: len(seeds)], out["gcn_refined"]], dim=1).float().cpu())
+        try:
+            for start in range(0, data.n_cells, batch_size):
+                seeds = np.arange(start, min(start + batch_size, data.n_cells))
+                out = self.module.inference(data.batch(seeds, device, embed_only=True))
+                parts.append(torch.cat([out["mlp_refined"], out["gcn_refined"]], dim=1).float().cpu())
+        finally:
+            if keep:
+                data.release()
         return torch.cat(parts).numpy()
 
     def predict(

@@ -126,7 +126,8 @@ def bgformer(
         Further model options (``dropout``, ``input_noise``, ``anchor_refresh``, ``dec_weight``,
         ``anchor_weight``, ``n_ffn``) or training options of
         :meth:`~atlasclust.models.BGFormer.train` (``pretrain_fraction``, ``weight_decay``,
-        ``train_size``, ``plan_kwargs``, Lightning ``Trainer`` arguments).
+        ``train_size``, ``data_on_device``, ``shuffle_block_size``, ``plan_kwargs``, Lightning ``Trainer`` arguments such
+        as ``precision="bf16-mixed"``).
 
     Returns
     -------
