@@ -462,7 +462,8 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         loader = self._make_data_loader(
             adata,
             indices=indices,
-            batch_size=batch_size or 1024,
+            # no gradients are kept here: batches as large as training's fit
+            batch_size=batch_size or max(1024, getattr(self, "batch_size_", 0)),
             num_workers=num_workers,
             load_sparse_tensor=self._is_sparse(adata),
         )
@@ -495,7 +496,7 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         indices
             Cells to embed; all by default.
         batch_size
-            Cells per batch.
+            Cells per batch; by default 1024, or the training batch size where larger.
         num_workers
             Data-loader worker processes.
         """
@@ -531,7 +532,7 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         indices
             Cells to cluster; all by default.
         batch_size
-            Cells per batch.
+            Cells per batch; by default 1024, or the training batch size where larger.
         soft
             Return the soft assignments (cells x clusters :class:`~pandas.DataFrame`) instead.
         num_workers
@@ -567,7 +568,7 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         indices
             Cells; all by default.
         batch_size
-            Cells per batch.
+            Cells per batch; by default 1024, or the training batch size where larger.
         groups
             One group label per selected cell. When given, returns the mean attention per group
             (``{group: heads x anchors}``) instead of the per-cell array.
@@ -614,7 +615,7 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         adata
             AnnData; the training data by default.
         batch_size
-            Cells per batch.
+            Cells per batch; by default 1024, or the training batch size where larger.
         num_workers
             Data-loader worker processes.
         cell_attention
