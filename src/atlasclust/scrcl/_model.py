@@ -404,13 +404,13 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         previous = set_aside_history(self)
         start = time.perf_counter()
         self.epoch_seconds_ = []
-        if checkpoint.finished(max_epochs):  # a fit of no epochs would still draw random numbers
-            history = checkpoint.restore(self.module)
-        else:
-            device = training_device(accelerator, devices, strategy)
-            if fits_on_gpu(graph_data.feature_bytes(), device):  # batches are then gathered on the GPU
-                graph_data.keep_on(device)
-            try:
+        try:
+            if checkpoint.finished(max_epochs):  # a fit of no epochs would still draw random numbers
+                history = checkpoint.restore(self.module)
+            else:
+                device = training_device(accelerator, devices, strategy)
+                if fits_on_gpu(graph_data.feature_bytes(), device):  # batches are then gathered on the GPU
+                    graph_data.keep_on(device)  # kept for the embedding that _cluster computes too
                 super().train(
                     max_epochs=max_epochs,
                     batch_size=batch_size,
@@ -422,15 +422,15 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
                     plan_kwargs=plan_kwargs,
                     **trainer_kwargs,
                 )
-            finally:
-                graph_data.release()
-            self.epoch_seconds_ = [self.trainer.lightning_module.epoch_seconds]  # one list per fit, as BGFormer's
-            history = checkpoint.history(history_frame(self.history_))
-        self.training_seconds_ = time.perf_counter() - start
-        self.module.eval()
-        self.is_trained_ = True
-        self.history_ = join_history(previous, history)
-        self._cluster(random_state)
+                self.epoch_seconds_ = [self.trainer.lightning_module.epoch_seconds]  # one list per fit, as BGFormer's
+                history = checkpoint.history(history_frame(self.history_))
+            self.training_seconds_ = time.perf_counter() - start
+            self.module.eval()
+            self.is_trained_ = True
+            self.history_ = join_history(previous, history)
+            self._cluster(random_state)
+        finally:
+            graph_data.release()
 
     def _cluster(self, random_state: int) -> None:
         """Cluster centres on the unit-normalised embedding: k-means with ``n_clusters``, else Leiden."""
