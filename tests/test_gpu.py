@@ -103,6 +103,23 @@ def test_data_are_kept_on_the_gpu_by_default_and_freed_after_training(cells):
     model = ac.tl.bgformer(adata, 4, accelerator="gpu", return_model=True, **FAST)
     assert isinstance(model.trainer.datamodule, DeviceDataSplitter)
     assert model.trainer.datamodule.train_tensor_dict is None  # the copy on the GPU was released
+    assert model._device_rows is None
     _check_output(adata, "bgformer", 4)
     on_host = ac.tl.bgformer(cells, 4, accelerator="gpu", data_on_device=False, copy=True, **FAST)
     assert ac.metrics.evaluate(on_host.obs["bgformer"], adata.obs["bgformer"])["ARI"] > 0.95
+
+
+def test_inference_from_the_copy_kept_on_the_gpu_matches_reading_from_the_host(cells):
+    from atlasclust.models import BGFormer
+
+    adata = cells.copy()
+    BGFormer.setup_anndata(adata)
+    model = BGFormer(adata, 4, n_top_genes=FAST["n_top_genes"], n_latent=32, n_anchors=16)
+    model.train(4, batch_size=128, accelerator="gpu", enable_progress_bar=False)
+    assert model._device_rows is not None and model._device_rows.device.type == "cuda"
+    kept = model.summarize()
+    model.release_device_data()
+    read = model.summarize()
+    np.testing.assert_allclose(kept["latent"], read["latent"], atol=1e-4)
+    assert (kept["soft"].argmax(1) == read["soft"].argmax(1)).mean() > 0.99
+    np.testing.assert_allclose(kept["anchor_usage"], read["anchor_usage"], atol=1e-3)

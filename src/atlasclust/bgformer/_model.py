@@ -27,6 +27,7 @@ from atlasclust._validate import check_cluster_count
 from atlasclust.data import (
     BlockShuffleDataSplitter,
     DeviceDataSplitter,
+    DeviceRows,
     counts_matrix,
     describe_source,
     log_normalized_moments,
@@ -159,6 +160,8 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         self.n_top_genes = n_top_genes
         self.is_prepared_ = False
         self.n_clusters_: int | None = None
+        # the training copy of the counts on the device, kept for inference (no trailing "_": not saved)
+        self._device_rows: DeviceRows | None = None
         self._model_summary_string = (
             f"BGFormer with n_latent={n_latent}, n_anchors={n_anchors}, n_heads={n_heads}, "
             f"n_top_genes={n_top_genes}, n_clusters={n_clusters}"
@@ -315,6 +318,10 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
             on one CUDA GPU with the data in memory and the dense counts taking at most a
             quarter of the GPU's free memory; on a GPU, reading batches on the CPU was slower
             than the training step itself. Not possible for backed data or several devices.
+            With every cell trained on (``train_size=1``), the copy stays on the device after
+            training, so that :meth:`get_latent_representation`, :meth:`predict`,
+            :meth:`get_attention` and :meth:`summarize` of the training data read from it,
+            until :meth:`release_device_data` (which :func:`atlasclust.tl.bgformer` calls).
         shuffle_block_size
             Build each training batch from shuffled blocks of this many consecutive cells instead
             of cells drawn one by one (:class:`atlasclust.data.BlockShuffleSampler`). Reading a
@@ -335,6 +342,7 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         **trainer_kwargs
             Extra arguments of :class:`scvi.train.Trainer` (e.g. ``callbacks``).
         """
+        self.release_device_data()  # a copy from an earlier call
         n_obs = self.adata.n_obs
         max_epochs = default_max_epochs(n_obs) if max_epochs is None else max_epochs
         n_pretrain = int(np.clip(round(pretrain_fraction * max_epochs), 1, max(max_epochs - 1, 1)))
@@ -416,6 +424,8 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
             start = time.perf_counter()
             super(BGFormer, self).train(max_epochs=epochs, **kwargs)
             self.training_seconds_ += time.perf_counter() - start  # Lightning's fits only, for benchmarks
+            if on_device and self._device_rows is None:  # the centres' initialisation reads from it too
+                self._device_rows = DeviceRows.from_splitter(fit_kwargs["datamodule"], n_obs)
             self.epoch_seconds_.append(self.trainer.lightning_module.epoch_seconds)  # one list per fit
             return phase.history(history_frame(self.history_))
 
@@ -435,8 +445,11 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
             history = [pretrain_history.assign(phase="pretrain")]
             if max_epochs > n_pretrain:
                 history.append(fit(max_epochs - n_pretrain, cluster).assign(phase="cluster"))
+        except BaseException:
+            self.release_device_data()
+            raise
         finally:
-            if on_device:  # the trainer keeps its data module: free the copy on the device now
+            if on_device:  # the trainer keeps its data module: only our reference may hold the copy now
                 fit_kwargs["datamodule"].release()
         self.module.eval()
         self.is_trained_ = True
@@ -455,28 +468,41 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         num_workers: int = 0,
     ) -> Iterator[tuple[np.ndarray, dict]]:
         """Yield (positions in ``indices``, module outputs) for each batch; callers set the grad mode."""
+        on_device = self._device_rows if adata is None or adata is self.adata else None
         adata = self._as_registered(adata)
         indices = np.arange(adata.n_obs) if indices is None else np.asarray(indices)
         position = np.full(adata.n_obs, -1)
         position[indices] = np.arange(len(indices))
-        loader = self._make_data_loader(
-            adata,
-            indices=indices,
-            # no gradients are kept here: batches as large as training's fit
-            batch_size=batch_size or max(1024, getattr(self, "batch_size_", 0)),
-            num_workers=num_workers,
-            load_sparse_tensor=self._is_sparse(adata),
-        )
+        # no gradients are kept here: batches as large as training's fit
+        batch_size = batch_size or max(1024, getattr(self, "batch_size_", 0))
+        if on_device is not None:  # the counts are still on the device: gather the batches there
+            batches = on_device.batches(indices, batch_size)
+        else:
+            loader = self._make_data_loader(
+                adata,
+                indices=indices,
+                batch_size=batch_size,
+                num_workers=num_workers,
+                load_sparse_tensor=self._is_sparse(adata),
+            )
+            batches = ((tensors[REGISTRY_KEYS.X_KEY], tensors[REGISTRY_KEYS.INDICES_KEY]) for tensors in loader)
         was_active = self.module.clustering_active
         self.module.clustering_active = embed
         try:
-            for tensors in loader:
-                outputs = self.module.inference(
-                    counts_all=tensors[REGISTRY_KEYS.X_KEY], indices=tensors[REGISTRY_KEYS.INDICES_KEY]
-                )
+            for counts, cells in batches:
+                outputs = self.module.inference(counts_all=counts, indices=cells)
                 yield position[outputs["indices"].cpu().numpy()], outputs
         finally:
             self.module.clustering_active = was_active
+
+    def release_device_data(self) -> None:
+        """Free the copy of the training counts that ``data_on_device`` left on the device.
+
+        After training with the data on the device, the copy is kept so that embedding and
+        predicting the training data read their batches there; this frees it. Later calls
+        read from the AnnData again.
+        """
+        self._device_rows = None
 
     @torch.inference_mode()
     def get_latent_representation(
@@ -635,8 +661,11 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         n_anchors = self.module.codebook.n_anchors
         latent = np.empty((registered.n_obs, self._n_latent), dtype=np.float32)
         soft = np.empty((registered.n_obs, self.n_clusters_), dtype=np.float32)
-        attention = torch.zeros(self.n_clusters_, n_heads, n_anchors, dtype=torch.float64)
-        anchor_counts = torch.zeros(n_anchors, dtype=torch.float64)
+        # sums stay on the device until the end: one copy to the host instead of one per batch
+        device = self.module.device
+        wide = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+        attention = torch.zeros(self.n_clusters_, n_heads, n_anchors, dtype=wide, device=device)
+        anchor_counts = torch.zeros(n_anchors, dtype=wide, device=device)
         per_cell = np.empty((registered.n_obs, n_heads * n_anchors), dtype=np.float16) if cell_attention else None
         for rows, outputs in self._batches(registered, None, batch_size, num_workers=num_workers):
             q = self.module.soft_assignment(outputs["z"])
@@ -644,16 +673,16 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
                 per_cell[rows] = outputs["attention"].flatten(start_dim=1).cpu().numpy()
             latent[rows] = outputs["z"].float().cpu().numpy()
             soft[rows] = q.float().cpu().numpy()
-            attention.index_add_(0, q.argmax(dim=1).cpu(), outputs["attention"].double().cpu())
+            attention.index_add_(0, q.argmax(dim=1), outputs["attention"].to(wide))
             index, _ = self.module.codebook.assign(self.module.anchor_encoder(outputs["scaled"]))
-            anchor_counts += torch.bincount(index.cpu(), minlength=n_anchors).double()
+            anchor_counts += torch.bincount(index, minlength=n_anchors).to(wide)
         cluster_sizes = np.bincount(soft.argmax(axis=1), minlength=self.n_clusters_)
-        attention = attention.numpy() / np.maximum(cluster_sizes, 1)[:, None, None]
+        attention = attention.cpu().double().numpy() / np.maximum(cluster_sizes, 1)[:, None, None]
         summary = {
             "latent": latent,
             "soft": soft,
             "attention": attention.astype(np.float32),
-            "anchor_usage": (anchor_counts / registered.n_obs).numpy().astype(np.float32),
+            "anchor_usage": (anchor_counts.cpu().double() / registered.n_obs).numpy().astype(np.float32),
             "anchors": self.module.codebook.anchors.detach().float().cpu().numpy(),
         }
         if per_cell is not None:

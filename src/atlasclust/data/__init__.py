@@ -2,7 +2,7 @@
 
 from ._anndata import counts_matrix, describe_source, training_view
 from ._blocks import BlockShuffleDataSplitter, BlockShuffleSampler
-from ._device import DeviceDataSplitter, fits_on_gpu, resolve_data_on_device, training_device
+from ._device import DeviceDataSplitter, DeviceRows, fits_on_gpu, resolve_data_on_device, training_device
 from ._statistics import (
     CountStatistics,
     iter_row_chunks,
@@ -18,6 +18,7 @@ __all__ = [
     "BlockShuffleSampler",
     "CountStatistics",
     "DeviceDataSplitter",
+    "DeviceRows",
     "counts_matrix",
     "describe_source",
     "fits_on_gpu",

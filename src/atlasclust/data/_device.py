@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import anndata as ad
+import numpy as np
 import torch
+from scvi import REGISTRY_KEYS
 from scvi.dataloaders import DeviceBackedDataSplitter
 from scvi.model._utils import parse_device_args
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
@@ -50,6 +54,52 @@ class DeviceDataSplitter(DeviceBackedDataSplitter):
     def release(self) -> None:
         """Free the device memory of the copied splits (Lightning's trainer keeps the splitter)."""
         self.train_tensor_dict = self.val_tensor_dict = self.test_tensor_dict = None
+
+
+class DeviceRows:
+    """The registered cells' counts kept on the device after training, to read any cells from there.
+
+    Made from the copy :class:`DeviceDataSplitter` put on the device for training (no new copy),
+    so that embedding and predicting the training data gather their batches on the device too
+    instead of slicing sparse rows on the CPU and copying them over.
+
+    Parameters
+    ----------
+    tensors
+        A split's tensors: counts (``X``) and the registered cell indices of its rows.
+    n_obs
+        Number of registered cells; every one must be among the rows.
+    """
+
+    def __init__(self, tensors: dict[str, torch.Tensor], n_obs: int):
+        self.counts = tensors[REGISTRY_KEYS.X_KEY]
+        cells = tensors[REGISTRY_KEYS.INDICES_KEY].reshape(-1).long()
+        self.row_of = torch.full((n_obs,), -1, dtype=torch.long, device=self.counts.device)
+        self.row_of[cells] = torch.arange(len(cells), device=self.counts.device)
+        if len(cells) != n_obs or bool((self.row_of < 0).any()):
+            msg = "The rows on the device do not cover every registered cell."
+            raise ValueError(msg)
+
+    @classmethod
+    def from_splitter(cls, splitter: DeviceDataSplitter, n_obs: int) -> DeviceRows | None:
+        """The splitter's training copy when it holds every cell (no validation or test split), else ``None``."""
+        tensors = getattr(splitter, "train_tensor_dict", None)
+        others = (getattr(splitter, "val_tensor_dict", None), getattr(splitter, "test_tensor_dict", None))
+        if tensors is None or any(other is not None for other in others):
+            return None
+        return cls(tensors, n_obs)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the counts are."""
+        return self.counts.device
+
+    def batches(self, cells: Sequence[int] | np.ndarray, batch_size: int):
+        """Yield ``(counts, cell indices)`` on the device for consecutive batches of ``cells``."""
+        cells = torch.as_tensor(np.asarray(cells), dtype=torch.long, device=self.device)
+        for start in range(0, len(cells), batch_size):
+            batch = cells[start : start + batch_size]
+            yield self.counts[self.row_of[batch]], batch
 
 
 def dense_bytes(adata: ad.AnnData) -> int:

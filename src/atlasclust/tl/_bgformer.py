@@ -196,7 +196,10 @@ def bgformer(
 
     with deterministic_mode(deterministic):
         model = halving_batch_size_on_oom(fit, batch_size, allow=auto_batch_size)
-        summary = model.summarize(num_workers=num_workers, cell_attention=store_attention)
+        try:
+            summary = model.summarize(num_workers=num_workers, cell_attention=store_attention)
+        finally:
+            model.release_device_data()  # the GPU memory of data_on_device goes back to the user
     codes = summary["soft"].argmax(axis=1)
     labels = cluster_categorical(codes)
     present = np.asarray(labels.categories).astype(int)
