@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import scvi
 from helpers import FAST
 
@@ -90,3 +91,21 @@ def test_training_further_appends_to_the_history(counts):
     model.train(**(TRAIN | {"max_epochs": 4}))
     assert len(model.history_) == FAST["max_epochs"] + 4
     assert list(model.history_["phase"]) == ["pretrain"] * 3 + ["cluster"] * 3 + ["pretrain"] * 2 + ["cluster"] * 2
+
+
+def test_sparse_counts_are_densified_on_the_host_for_inference_on_the_cpu(clustered):
+    adata, model = clustered
+    assert sp.issparse(adata.X)
+    asked = []
+    make_loader = model._make_data_loader
+    model._make_data_loader = lambda *args, **kwargs: (
+        asked.append(kwargs["load_sparse_tensor"]) or make_loader(*args, **kwargs)
+    )
+    try:
+        latent = model.get_latent_representation()
+    finally:
+        del model._make_data_loader  # the class's method again (a session-wide fixture)
+    assert asked == [False]  # scipy densifies on the CPU several times faster than torch's sparse tensors
+    dense = adata.copy()
+    dense.X = dense.X.toarray()
+    np.testing.assert_array_equal(model.get_latent_representation(dense), latent)

@@ -483,7 +483,8 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
                 indices=indices,
                 batch_size=batch_size,
                 num_workers=num_workers,
-                load_sparse_tensor=self._is_sparse(adata),
+                # sparse batches travel lighter to a GPU; on the CPU, scipy densifies faster than torch
+                load_sparse_tensor=self._is_sparse(adata) and self.module.device.type != "cpu",
             )
             batches = ((tensors[REGISTRY_KEYS.X_KEY], tensors[REGISTRY_KEYS.INDICES_KEY]) for tensors in loader)
         was_active = self.module.clustering_active
