@@ -83,11 +83,10 @@ class DeviceRows:
     @classmethod
     def from_splitter(cls, splitter: DeviceDataSplitter, n_obs: int) -> DeviceRows | None:
         """The splitter's training copy when it holds every cell (no validation or test split), else ``None``."""
-        tensors = getattr(splitter, "train_tensor_dict", None)
-        others = (getattr(splitter, "val_tensor_dict", None), getattr(splitter, "test_tensor_dict", None))
-        if tensors is None or any(other is not None for other in others):
+        held_out = splitter.val_tensor_dict is not None or splitter.test_tensor_dict is not None
+        if splitter.train_tensor_dict is None or held_out:
             return None
-        return cls(tensors, n_obs)
+        return cls(splitter.train_tensor_dict, n_obs)
 
     @property
     def device(self) -> torch.device:
