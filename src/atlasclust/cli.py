@@ -62,7 +62,12 @@ def run_method(args: argparse.Namespace) -> int:
         raise ValueError(f"cannot read {source} as an .h5ad file: {error}") from error
     options = {}
     if args.command == "scrcl":
-        options = {"spatial_key": args.spatial_key, "graph_key": args.graph_key, "smooth_labels": args.smooth_labels}
+        options = {
+            "spatial_key": args.spatial_key,
+            "graph_key": args.graph_key,
+            "smooth_labels": args.smooth_labels,
+            "representation": args.representation,
+        }
     start = time.perf_counter()
     getattr(tl, args.command)(
         adata,
@@ -145,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
             method.add_argument("--spatial-key", default=None, help="obsm key of spot coordinates, e.g. spatial")
             method.add_argument("--graph-key", default=None, help="obsp key of a cell graph to use")
             method.add_argument("--smooth-labels", type=int, default=0, help="majority vote over N spatial neighbours")
+            method.add_argument(
+                "--representation",
+                choices=["views", "refined"],
+                default="views",
+                help="embedding clustered: the two views (default) or the paper's gene-refined views",
+            )
         method.set_defaults(run=run_method)
     return parser
 

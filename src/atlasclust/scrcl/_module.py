@@ -71,8 +71,9 @@ class SCRCLModule(BaseModuleClass):
         self.register_buffer("median_library_size", torch.tensor(1.0))
         self.register_buffer("pca_mean", torch.zeros(n_input))
         self.register_buffer("pca_components", torch.zeros(n_descriptors, n_input))
-        # set after training: k-means or Leiden centres of the unit-normalised embedding
-        self.register_buffer("cluster_centers", torch.zeros(0, 2 * n_refined))
+        # set after training: k-means or Leiden centres of the unit-normalised embedding (its
+        # width depends on the representation clustered, so it is sized when set or loaded)
+        self.register_buffer("cluster_centers", torch.zeros(0, 0))
         self.register_buffer("gene_descriptors", torch.zeros(n_input, n_descriptors))
         self.register_buffer("gene_edges", torch.zeros(2, 0, dtype=torch.long))
         self.register_buffer("gene_edge_weights", torch.zeros(0))

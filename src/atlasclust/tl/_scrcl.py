@@ -39,6 +39,7 @@ def scrcl(
     beta: float = 1.0,
     smoothing: tuple[int, int] | None = None,
     resolution: float = 1.0,
+    representation: str = "views",
     smooth_labels: int = 0,
     max_epochs: int | None = None,
     batch_size: int | None = None,
@@ -58,8 +59,8 @@ def scrcl(
     """Cluster cells or spots with scRCL :cite:p:`Peng2026`.
 
     An MLP view and a GCN view of the cell graph are aligned by contrastive losses and refined
-    by gene embeddings learned on a gene-gene graph; the embedding ``[Z_mlp | Z_gcn]`` is then
-    clustered by k-means (``n_clusters`` given) or Leiden. No loss forms an ``N x N`` array, and
+    by gene embeddings learned on a gene-gene graph; the embedding (by default the two views
+    ``[E_mlp | E_gcn]``) is then clustered by k-means (``n_clusters`` given) or Leiden. No loss forms an ``N x N`` array, and
     above 20,000 cells training goes by mini-batches of seed cells and their graph neighbours.
     No cell labels are read.
 
@@ -95,6 +96,11 @@ def scrcl(
         reference's DLPFC setting) and ``(0, 0)`` (no smoothing) otherwise.
     resolution
         Leiden resolution when ``n_clusters`` is ``None``.
+    representation
+        Embedding stored and clustered: ``"views"``, the MLP and GCN views ``[E_mlp | E_gcn]``
+        (``2 n_hidden`` wide), or ``"refined"``, the gene-refined views ``[Z_mlp | Z_gcn]`` that
+        the paper clusters (its Eq. 11; ``2 n_refined`` wide). ``"views"`` clusters better on
+        11 of the 12 shared datasets (``benchmarks/results/scrcl_representation.md``); the losses are the same.
     smooth_labels
         With ``spatial_key``: relabel each spot by majority vote over itself and this many
         nearest spots (0: off; the reference uses 50).
@@ -143,7 +149,8 @@ def scrcl(
     Written only once training has succeeded:
 
     `adata.obsm['X_scrcl' | 'X_' + key_added]` : :class:`numpy.ndarray` (float32)
-        The embedding ``[Z_mlp | Z_gcn]``.
+        The embedding ``[E_mlp | E_gcn]`` (``representation="views"``) or ``[Z_mlp | Z_gcn]``
+        (``"refined"``), each half of unit norm.
     `adata.obs['scrcl' | key_added]` : :class:`pandas.Series` (dtype ``category``)
         Cluster labels ``'0', '1', …``.
     `adata.obsp['scrcl_connectivities' | key_added + '_connectivities']` : :class:`scipy.sparse.csr_matrix`
@@ -189,6 +196,7 @@ def scrcl(
             beta=beta,
             smoothing=smoothing,
             resolution=resolution,
+            representation=representation,
             **model_options,
         )
         model.train(
