@@ -162,9 +162,7 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
             )
             raise ValueError(msg)
         check_cluster_count(n_clusters, n_obs)
-        if representation not in REPRESENTATIONS:
-            msg = f"representation={representation!r} must be one of {REPRESENTATIONS}."
-            raise ValueError(msg)
+        _check_representation(representation)
         if n_obs < MIN_CELLS:
             msg = f"Only {n_obs} cells: scRCL needs at least {MIN_CELLS} cells to train."
             raise ValueError(msg)
@@ -474,10 +472,7 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
             ``"views"`` (cells x 2 ``n_hidden``) or ``"refined"`` (cells x 2 ``n_refined``, the
             paper's Eq. 11); ``None`` gives the model's, the one it clusters.
         """
-        representation = self.representation if representation is None else representation
-        if representation not in REPRESENTATIONS:
-            msg = f"representation={representation!r} must be one of {REPRESENTATIONS}."
-            raise ValueError(msg)
+        representation = _check_representation(self.representation if representation is None else representation)
         mlp_key, gcn_key = ("mlp", "gcn") if representation == "views" else ("mlp_refined", "gcn_refined")
         self.module.eval()
         data = self._graph_data_for(adata)
@@ -549,6 +544,13 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         model = super().load(dir_path, adata=view, **kwargs)
         model.is_prepared_ = True
         return model
+
+
+def _check_representation(representation: str) -> str:
+    if representation not in REPRESENTATIONS:
+        msg = f"representation={representation!r} must be one of {REPRESENTATIONS}."
+        raise ValueError(msg)
+    return representation
 
 
 def _unit_rows(matrix: np.ndarray) -> np.ndarray:
