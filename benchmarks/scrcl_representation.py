@@ -24,7 +24,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "shared" / "data"
 RESULTS = HERE / "results"
-READOUTS = {"views": ("mlp", "gcn"), "refined": ("mlp_refined", "gcn_refined"), "mlp": ("mlp",), "gcn": ("gcn",)}
+READOUTS = ("views", "refined", "mlp", "gcn")
 
 
 def _unit_rows(matrix: np.ndarray) -> np.ndarray:
@@ -34,7 +34,6 @@ def _unit_rows(matrix: np.ndarray) -> np.ndarray:
 def run_one(dataset: str, seed: int) -> dict:
     """Train scRCL once on ``dataset`` and score k-means on each readout."""
     import anndata as ad
-    import torch
     from sklearn.cluster import KMeans
 
     import atlasclust as ac
@@ -49,20 +48,17 @@ def run_one(dataset: str, seed: int) -> dict:
         enable_progress_bar=False, return_model=True,
     )  # fmt: skip
     seconds = time.perf_counter() - start
-    data = model._graph_data_for(None)
-    parts = {name: [] for name in ("mlp", "gcn", "mlp_refined", "gcn_refined")}
-    with torch.inference_mode():
-        model.module.eval()
-        for first in range(0, data.n_cells, 4096):
-            seeds = np.arange(first, min(first + 4096, data.n_cells))
-            out = model.module.inference(data.batch(seeds, model.module.device, embed_only=True))
-            for name in parts:
-                parts[name].append(out[name].float().cpu())
-    parts = {name: torch.cat(chunks).numpy() for name, chunks in parts.items()}
+    views = model.get_latent_representation(representation="views")
+    n_hidden = views.shape[1] // 2
+    readouts = {
+        "views": views,
+        "refined": model.get_latent_representation(representation="refined"),
+        "mlp": views[:, :n_hidden],
+        "gcn": views[:, n_hidden:],
+    }
     row = {"dataset": dataset, "seed": seed, "seconds": round(seconds, 1)}
-    for readout, names in READOUTS.items():
-        embedding = _unit_rows(np.hstack([parts[name] for name in names]))
-        labels = KMeans(k, n_init=10, random_state=seed).fit_predict(embedding)
+    for readout, embedding in readouts.items():
+        labels = KMeans(k, n_init=10, random_state=seed).fit_predict(_unit_rows(embedding))
         row[readout] = ac.metrics.evaluate(truth, labels)["ARI"]
     return row
 
