@@ -48,6 +48,16 @@ def test_scrcl_resumes_to_the_uninterrupted_result(cells, tmp_path):
     assert len(result.uns["scrcl"]["history"]) == 6
 
 
+def test_scrcl_resumes_with_another_readout(cells, tmp_path):
+    # the readout is chosen after training, so the interrupted run's checkpoint still applies
+    options = {"n_top_genes": 150, "max_epochs": 6, "batch_size": 100, "enable_progress_bar": False}
+    expected = ac.tl.scrcl(cells, 3, representation="refined", copy=True, **options)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        ac.tl.scrcl(cells, 3, checkpoint_dir=tmp_path, callbacks=[Crash(11)], copy=True, **options)
+    result = ac.tl.scrcl(cells, 3, representation="refined", checkpoint_dir=tmp_path, copy=True, **options)
+    assert_same_result(result, expected, "scrcl")
+
+
 def test_a_finished_run_is_restored_without_training(cells, tmp_path):
     first = ac.tl.bgformer(cells, 3, checkpoint_dir=tmp_path, copy=True, **FAST)
     crash = Crash(1)  # any training step would raise
@@ -67,7 +77,18 @@ def test_checkpoints_of_other_settings_are_refused(cells, tmp_path):
         ac.tl.bgformer(adata, 3, checkpoint_dir=tmp_path, **(FAST | {"max_epochs": 8}))
     with pytest.raises(ValueError, match=r"random_state differ"):
         ac.tl.bgformer(adata, 3, checkpoint_dir=tmp_path, random_state=1, **FAST)
+    # every setting of the model counts, not only those in its summary
+    with pytest.raises(ValueError, match=r"\(dec_weight differ\)"):
+        ac.tl.bgformer(adata, 3, checkpoint_dir=tmp_path, dec_weight=0.5, **FAST)
     assert_unchanged(adata, before)
+
+
+def test_scrcl_checkpoints_of_other_loss_weights_are_refused(cells, tmp_path):
+    options = {"n_top_genes": 150, "max_epochs": 6, "batch_size": 100, "enable_progress_bar": False}
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        ac.tl.scrcl(cells, 3, checkpoint_dir=tmp_path, callbacks=[Crash(4)], copy=True, **options)
+    with pytest.raises(ValueError, match=r"\(alpha differ\)"):
+        ac.tl.scrcl(cells, 3, checkpoint_dir=tmp_path, alpha=10.0, copy=True, **options)
 
 
 def test_cli_killed_during_training_resumes_to_the_uninterrupted_result(tmp_path):

@@ -132,6 +132,16 @@ def phase_checkpoint(directory: str | Path | None, phase: str, fingerprint: dict
     return PhaseCheckpoint([callback], {"ckpt_path": str(path)}, checkpoint)
 
 
+def training_settings(model, *, ignore: tuple[str, ...] = ()) -> dict:
+    """The constructor arguments of ``model`` (its ``init_params_``) that its training depends on.
+
+    They go into a checkpoint's fingerprint one by one, so that a refusal names the one that
+    differs; ``ignore`` lists those read only after training (e.g. how the embedding is clustered).
+    """
+    params = model.init_params_["non_kwargs"] | model.init_params_["kwargs"]
+    return {name: value for name, value in params.items() if name not in ignore}
+
+
 def checkpoint_folder(directory: str | Path | None, batch_size: int, *, initial: int) -> Path | None:
     """The checkpoint folder of a run with ``batch_size``: a subfolder once out-of-memory halving changed it."""
     if directory is None or batch_size == initial:

@@ -21,7 +21,7 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from scvi.model.base._save_load import _load_saved_files
 
 from atlasclust._assign import cluster_centers, history_frame, join_history, set_aside_history
-from atlasclust._checkpoints import PhaseCheckpoint, phase_checkpoint
+from atlasclust._checkpoints import PhaseCheckpoint, phase_checkpoint, training_settings
 from atlasclust._guards import with_trainer_guard
 from atlasclust._validate import check_cluster_count
 from atlasclust.data import (
@@ -381,8 +381,7 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
             | (plan_kwargs or {}),
             **trainer_kwargs,
         }
-        fingerprint = {
-            "model": self._model_summary_string,
+        fingerprint = training_settings(self) | {
             "cells": n_obs,
             "genes": self.adata.n_vars,
             "max_epochs": max_epochs,

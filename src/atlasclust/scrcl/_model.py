@@ -19,7 +19,7 @@ from scvi.model.base._save_load import _load_saved_files
 from sklearn.decomposition import PCA
 
 from atlasclust._assign import cluster_centers, history_frame, join_history, set_aside_history
-from atlasclust._checkpoints import phase_checkpoint
+from atlasclust._checkpoints import phase_checkpoint, training_settings
 from atlasclust._guards import with_trainer_guard
 from atlasclust._training_plan import TrainingPlan
 from atlasclust._validate import check_cluster_count
@@ -404,8 +404,8 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         self.module.train()
         self.batch_size_ = batch_size
         plan_kwargs = {"optimizer": "Adam", "lr": lr, "weight_decay": weight_decay} | (plan_kwargs or {})
-        fingerprint = {
-            "model": self._model_summary_string,
+        # the readout and the Leiden resolution only act after training: a resume may change them
+        fingerprint = training_settings(self, ignore=("representation", "resolution")) | {
             "cells": n_obs,
             "genes": self.adata.n_vars,
             "max_epochs": max_epochs,
