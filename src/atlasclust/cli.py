@@ -67,6 +67,7 @@ def run_method(args: argparse.Namespace) -> int:
             "graph_key": args.graph_key,
             "smooth_labels": args.smooth_labels,
             "representation": args.representation,
+            "input_features": args.input_features,
         }
     start = time.perf_counter()
     getattr(tl, args.command)(
@@ -155,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
                 choices=["views", "refined"],
                 default="views",
                 help="embedding clustered: the two views (default) or the paper's gene-refined views",
+            )
+            method.add_argument(
+                "--input-features",
+                choices=["log", "counts"],
+                default="log",
+                help="what the views read: scaled log expression (default) or raw counts, as the reference",
             )
         method.set_defaults(run=run_method)
     return parser

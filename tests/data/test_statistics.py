@@ -5,7 +5,7 @@ import scanpy as sc
 import scipy.sparse as sp
 
 import atlasclust as ac
-from atlasclust.data import log_normalized_moments, scan_counts, select_top_genes
+from atlasclust.data import log_normalized_moments, scan_counts, select_top_genes, selected_counts
 
 
 def test_scan_matches_direct_computation(counts):
@@ -82,3 +82,14 @@ def test_genes_seen_in_fewer_than_three_cells_are_not_selected():
     stats = scan_counts(sp.csr_matrix(x))
     assert 5 not in select_top_genes(stats, 50)
     assert 5 in select_top_genes(stats, 50, min_cells=1)
+
+
+def test_selected_counts_read_in_chunks_equal_the_dense_columns(counts, tmp_path):
+    genes = np.array([5, 0, 17, 3])
+    expected = counts.X[:, genes].toarray()
+    np.testing.assert_array_equal(selected_counts(counts.X, genes, chunk_size=7), expected)
+    counts.write_h5ad(tmp_path / "counts.h5ad")
+    backed = ad.read_h5ad(tmp_path / "counts.h5ad", backed="r")
+    result = selected_counts(backed.X, genes, chunk_size=64)
+    assert result.dtype == np.float32
+    np.testing.assert_array_equal(result, expected)

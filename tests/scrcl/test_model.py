@@ -118,6 +118,32 @@ def test_save_load_and_predict_on_held_back_cells(counts, tmp_path):
     assert soft.shape == (100, 4) and list(soft.index) == list(held_back.obs_names)
 
 
+def test_counts_input_feeds_the_raw_counts_to_both_views(counts, tmp_path):
+    train, held_back = counts[:500].copy(), counts[500:].copy()
+    model = _model(train, input_features="counts")
+    model.train(**(TRAIN | {"max_epochs": 150, "lr": 1e-3}))
+    genes = model.module.gene_index.numpy()
+    data = model._graph_data_for(None)
+    np.testing.assert_array_equal(data.mlp_features, train.X[:, genes].toarray())
+    # the graph is the expression kNN graph of the log features, whatever the views read
+    log_model = _model(train)
+    log_model._fit_input_transform(0)
+    assert (data.adjacency != log_model._graph_data_for(None).adjacency).nnz == 0
+    assert not np.array_equal(log_model._graph_data_for(None).mlp_features, data.mlp_features)
+    assert ac.metrics.evaluate(train.obs["cell_type"], model.predict())["ARI"] > 0.8
+    model.save(tmp_path / "model")
+    loaded = SCRCL.load(tmp_path / "model", train)
+    assert loaded.input_features == "counts"
+    np.testing.assert_array_equal(loaded.predict(held_back), model.predict(held_back))
+    assert ac.metrics.evaluate(held_back.obs["cell_type"], loaded.predict(held_back))["ARI"] > 0.8
+    # new cells are checked as the training cells were
+    negative = held_back.copy()
+    negative.X = negative.X.toarray()
+    negative.X[0, 0] = -1
+    with pytest.raises(ValueError, match="negative"):
+        loaded.predict(negative)
+
+
 def test_load_refuses_other_genes(counts, tmp_path):
     model = _model(counts)
     model.train(**(TRAIN | {"max_epochs": 2}))

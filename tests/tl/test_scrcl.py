@@ -173,6 +173,7 @@ SPATIAL_BAD_INPUTS = {
     "smoothing without coordinates": ({"smooth_labels": 10}, None, ValueError, "pass spatial_key"),
     "negative feature smoothing": ({"smoothing": (-1, 0)}, None, ValueError, "two non-negative graph powers"),
     "unknown representation": ({"representation": "gcn"}, None, ValueError, "must be one of"),
+    "unknown input features": ({"input_features": "raw"}, None, ValueError, r"input_features='raw' must be one of"),
 }
 
 

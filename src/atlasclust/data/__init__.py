@@ -10,6 +10,7 @@ from ._statistics import (
     scaled_log_features,
     scan_counts,
     select_top_genes,
+    selected_counts,
     seurat_dispersion_rank,
 )
 
@@ -28,6 +29,7 @@ __all__ = [
     "scaled_log_features",
     "scan_counts",
     "select_top_genes",
+    "selected_counts",
     "seurat_dispersion_rank",
     "training_device",
     "training_view",

@@ -213,3 +213,11 @@ def scaled_log_features(
         sub.data = np.log1p(sub.data)
         features[start:stop] = np.minimum(sub.toarray() / std, max_value)
     return features
+
+
+def selected_counts(matrix, gene_index: np.ndarray, *, chunk_size: int | None = None) -> np.ndarray:
+    """Dense float32 counts of the chosen genes, read in chunks of rows (scRCL's reference input)."""
+    counts = np.empty((matrix.shape[0], len(gene_index)), dtype=np.float32)
+    for start, stop, chunk in iter_row_chunks(matrix, chunk_size=chunk_size):
+        counts[start:stop] = chunk[:, gene_index].toarray()
+    return counts

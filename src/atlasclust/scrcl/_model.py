@@ -31,6 +31,7 @@ from atlasclust.data import (
     scaled_log_features,
     scan_counts,
     select_top_genes,
+    selected_counts,
     training_device,
     training_view,
 )
@@ -64,6 +65,8 @@ DEFAULT_STEPS = 100
 #: against 0.41 over 3 seeds, same trained models; pollen is the exception), see
 #: benchmarks/results/scrcl_representation.md.
 REPRESENTATIONS = ("views", "refined")
+#: What the views read: log-normalised scaled expression, or the raw counts (the reference's scRNA-seq input).
+INPUT_FEATURES = ("log", "counts")
 
 
 def default_batch_size(n_cells: int) -> int:
@@ -125,6 +128,11 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         (``2 n_hidden`` wide, each half unit norm), or ``"refined"``, the gene-refined views
         ``[Z_mlp | Z_gcn]`` of the paper's Eq. 11 (``2 n_refined`` wide). Both are trained by
         the same losses; ``"views"`` clusters better on most of the shared datasets.
+    input_features
+        What both views read: ``"log"``, the counts normalised to the median library size,
+        ``log1p``-transformed and divided by each gene's standard deviation (clipped at 10), or
+        ``"counts"``, the raw counts of the selected genes, as the reference does for scRNA-seq.
+        The expression graph and the gene descriptors come from the ``"log"`` features either way.
     registry
         Used by :meth:`load`; leave it out.
     """
@@ -150,6 +158,7 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         smoothing: tuple[int, int] | None = None,
         resolution: float = 1.0,
         representation: str = "views",
+        input_features: str = "log",
         registry: dict | None = None,
     ):
         super().__init__(adata, registry)
@@ -163,6 +172,9 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
             raise ValueError(msg)
         check_cluster_count(n_clusters, n_obs)
         _check_representation(representation)
+        if input_features not in INPUT_FEATURES:
+            msg = f"input_features={input_features!r} must be one of {INPUT_FEATURES}."
+            raise ValueError(msg)
         if n_obs < MIN_CELLS:
             msg = f"Only {n_obs} cells: scRCL needs at least {MIN_CELLS} cells to train."
             raise ValueError(msg)
@@ -182,6 +194,7 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         self.smoothing = (int(smoothing[0]), int(smoothing[1]))
         self.resolution = resolution
         self.representation = representation
+        self.input_features = input_features
         n_refined = n_refined or n_clusters or 16
         self.n_descriptors = min(n_descriptors, n_input, n_obs - 1)
         self.module = SCRCLModule(
@@ -201,7 +214,7 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         self._model_summary_string = (
             f"scRCL with n_hidden={n_hidden}, n_refined={n_refined}, n_top_genes={n_top_genes}, "
             f"n_neighbors={n_neighbors}, n_clusters={n_clusters}, smoothing={self.smoothing}, "
-            f"representation={representation!r}"
+            f"representation={representation!r}, input_features={input_features!r}"
         )
         self.init_params_ = self._get_init_params(locals())
 
@@ -288,8 +301,8 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         self.selected_genes_ = np.asarray(self.adata.var_names[gene_index]).astype(str)
         self._graph_data[id(self.adata)] = self._build_graph_data(self.adata, features)
 
-    def _features(self, adata: ad.AnnData) -> np.ndarray:
-        """The model's input transform applied to ``adata`` (validated counts, training statistics)."""
+    def _log_features(self, adata: ad.AnnData) -> np.ndarray:
+        """The scaled log expression of ``adata`` (validated counts, training statistics)."""
         layer = self._setup_args["layer"]
         matrix = counts_matrix(adata, layer)
         statistics = scan_counts(matrix, source=describe_source(layer))
@@ -311,7 +324,7 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         elif graph_key is not None:
             graph = binary_symmetric(adata.obsp[graph_key], name=f"obsp[{graph_key!r}]")
         else:
-            features = self._features(adata) if features is None else features
+            features = self._log_features(adata) if features is None else features
             coordinates = (features - self.module.pca_mean.cpu().numpy()) @ self.module.pca_components.cpu().numpy().T
             graph = expression_graph(coordinates, n_neighbors=self.n_neighbors)
         isolated = int(np.sum(np.diff(graph.indptr) == 0))
@@ -322,10 +335,18 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
             )
         return graph
 
-    def _build_graph_data(self, adata: ad.AnnData, features: np.ndarray | None = None) -> CellGraphData:
-        features = self._features(adata) if features is None else features
-        graph = self.cell_graph(adata, features)
-        return CellGraphData.build(graph, features, smoothing=self.smoothing)
+    def _build_graph_data(self, adata: ad.AnnData, log_features: np.ndarray | None = None) -> CellGraphData:
+        """The cell graph and the views' input of ``adata`` (``log_features`` if already computed)."""
+        if self.input_features == "log":
+            features = self._log_features(adata) if log_features is None else log_features
+            return CellGraphData.build(self.cell_graph(adata, features), features, smoothing=self.smoothing)
+        graph = self.cell_graph(adata, log_features)  # reads log features only for an expression graph
+        layer = self._setup_args["layer"]
+        matrix = counts_matrix(adata, layer)
+        if log_features is None:  # not validated on the way to the log features
+            scan_counts(matrix, source=describe_source(layer))
+        counts = selected_counts(matrix, self.module.gene_index.cpu().numpy())
+        return CellGraphData.build(graph, counts, smoothing=self.smoothing)
 
     def _graph_data_for(self, adata: ad.AnnData | None) -> CellGraphData:
         """Graph data of ``adata`` (default: the training data), built once per AnnData."""
