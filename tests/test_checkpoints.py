@@ -1,11 +1,13 @@
 """Resuming an interrupted training from its checkpoints gives the uninterrupted result."""
 
+import json
 import signal
 import subprocess
 import sys
 import time
 
 import anndata as ad
+import numpy as np
 import pytest
 from helpers import FAST, Crash, assert_same_result, assert_unchanged, snapshot
 
@@ -116,3 +118,14 @@ def test_cli_killed_during_training_resumes_to_the_uninterrupted_result(tmp_path
     subprocess.run([*command, "-o", str(tmp_path / "uninterrupted.h5ad")], check=True)
     resumed, uninterrupted = ad.read_h5ad(tmp_path / "out.h5ad"), ad.read_h5ad(tmp_path / "uninterrupted.h5ad")
     assert_same_result(resumed, uninterrupted, "bgformer")
+
+
+def test_numpy_and_python_numbers_give_the_same_fingerprint(cells):
+    from atlasclust._checkpoints import training_settings
+    from atlasclust.models import BGFormer
+
+    adata = cells.copy()
+    BGFormer.setup_anndata(adata)
+    as_numpy = BGFormer(adata, np.int64(3), n_top_genes=100)
+    as_python = BGFormer(adata, 3, n_top_genes=100)
+    assert json.dumps(training_settings(as_numpy)) == json.dumps(training_settings(as_python))

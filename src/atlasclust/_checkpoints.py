@@ -139,7 +139,12 @@ def training_settings(model, *, ignore: tuple[str, ...] = ()) -> dict:
     differs; ``ignore`` lists those read only after training (e.g. how the embedding is clustered).
     """
     params = model.init_params_["non_kwargs"] | model.init_params_["kwargs"]
-    return {name: value for name, value in params.items() if name not in ignore}
+    # numpy scalars as Python numbers: n_clusters=np.int64(7) and n_clusters=7 are the same run
+    return {
+        name: value.item() if isinstance(value, np.generic) else value
+        for name, value in params.items()
+        if name not in ignore
+    }
 
 
 def checkpoint_folder(directory: str | Path | None, batch_size: int, *, initial: int) -> Path | None:
