@@ -337,14 +337,16 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
 
     def _build_graph_data(self, adata: ad.AnnData, log_features: np.ndarray | None = None) -> CellGraphData:
         """The cell graph and the views' input of ``adata`` (``log_features`` if already computed)."""
+        setup = self._setup_args
+        expression_graph_needed = setup["spatial_key"] is None and setup["graph_key"] is None
+        if log_features is None and (self.input_features == "log" or expression_graph_needed):
+            log_features = self._log_features(adata)  # validates the counts on the way
+        graph = self.cell_graph(adata, log_features)
         if self.input_features == "log":
-            features = self._log_features(adata) if log_features is None else log_features
-            return CellGraphData.build(self.cell_graph(adata, features), features, smoothing=self.smoothing)
-        graph = self.cell_graph(adata, log_features)  # reads log features only for an expression graph
-        layer = self._setup_args["layer"]
-        matrix = counts_matrix(adata, layer)
-        if log_features is None:  # not validated on the way to the log features
-            scan_counts(matrix, source=describe_source(layer))
+            return CellGraphData.build(graph, log_features, smoothing=self.smoothing)
+        matrix = counts_matrix(adata, setup["layer"])
+        if log_features is None:  # counts read for nothing else: validate them here
+            scan_counts(matrix, source=describe_source(setup["layer"]))
         counts = selected_counts(matrix, self.module.gene_index.cpu().numpy())
         return CellGraphData.build(graph, counts, smoothing=self.smoothing)
 
