@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from atlasclust.scrcl._model import INPUT_FEATURES, REPRESENTATIONS
+
 
 def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` for a temporary file beside ``path``, then rename it to ``path``."""
@@ -153,13 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
             method.add_argument("--smooth-labels", type=int, default=0, help="majority vote over N spatial neighbours")
             method.add_argument(
                 "--representation",
-                choices=["views", "refined"],
+                choices=REPRESENTATIONS,
                 default="views",
                 help="embedding clustered: the two views (default) or the paper's gene-refined views",
             )
             method.add_argument(
                 "--input-features",
-                choices=["log", "counts"],
+                choices=INPUT_FEATURES,
                 default="log",
                 help="what the views read: scaled log expression (default) or raw counts, as the reference",
             )

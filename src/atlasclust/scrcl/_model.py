@@ -171,10 +171,8 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
             )
             raise ValueError(msg)
         check_cluster_count(n_clusters, n_obs)
-        _check_representation(representation)
-        if input_features not in INPUT_FEATURES:
-            msg = f"input_features={input_features!r} must be one of {INPUT_FEATURES}."
-            raise ValueError(msg)
+        _check_choice("representation", representation, REPRESENTATIONS)
+        _check_choice("input_features", input_features, INPUT_FEATURES)
         if n_obs < MIN_CELLS:
             msg = f"Only {n_obs} cells: scRCL needs at least {MIN_CELLS} cells to train."
             raise ValueError(msg)
@@ -495,7 +493,8 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
             ``"views"`` (cells x 2 ``n_hidden``) or ``"refined"`` (cells x 2 ``n_refined``, the
             paper's Eq. 11); ``None`` gives the model's, the one it clusters.
         """
-        representation = _check_representation(self.representation if representation is None else representation)
+        representation = self.representation if representation is None else representation
+        _check_choice("representation", representation, REPRESENTATIONS)
         mlp_key, gcn_key = ("mlp", "gcn") if representation == "views" else ("mlp_refined", "gcn_refined")
         self.module.eval()
         data = self._graph_data_for(adata)
@@ -569,11 +568,10 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         return model
 
 
-def _check_representation(representation: str) -> str:
-    if representation not in REPRESENTATIONS:
-        msg = f"representation={representation!r} must be one of {REPRESENTATIONS}."
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        msg = f"{name}={value!r} must be one of {choices}."
         raise ValueError(msg)
-    return representation
 
 
 def _unit_rows(matrix: np.ndarray) -> np.ndarray:
