@@ -135,13 +135,11 @@ def run_one(dataset: str, method: str, seed: int) -> dict:
         sc.pp.scale(adata, max_value=10)
         n_comps = 30 if method in SPATIAL_METHODS else 50
         sc.pp.pca(adata, n_comps=min(n_comps, adata.n_obs - 1, adata.n_vars - 1), random_state=seed)
-        if method == "spatial_kmeans_pca":
-            from sklearn.cluster import KMeans
+        from sklearn.cluster import KMeans
 
+        if method == "spatial_kmeans_pca":
             labels = KMeans(k, n_init=10, random_state=seed).fit_predict(_spatial_mean(adata, n_neighbors=6, times=3))
         elif method == "kmeans_pca":
-            from sklearn.cluster import KMeans
-
             labels = KMeans(k, n_init=10, random_state=seed).fit_predict(adata.obsm["X_pca"])
         else:
             sc.pp.neighbors(adata, n_neighbors=15, random_state=seed)
