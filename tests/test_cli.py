@@ -124,12 +124,13 @@ def test_scrcl_command_on_spatial_spots(tmp_path, capsys):
     ac.datasets.simulate_tissue(20, 20, 3, n_genes=120, random_state=0).write_h5ad(source)
     arguments = ["scrcl", str(source), "-o", str(out), "--n-clusters", "3", "--spatial-key", "spatial"]
     options = ["--smooth-labels", "6", "--max-epochs", "20", "--representation", "refined", "--quiet"]
-    options += ["--input-features", "counts"]
+    options += ["--input-features", "counts", "--graph-normalization", "mean"]
     assert main([*arguments, *options]) == 0
     result = ad.read_h5ad(out)
     assert result.obs["scrcl"].nunique() == 3 and "scrcl_connectivities" in result.obsp
     assert result.uns["scrcl"]["params"]["representation"] == "refined"
     assert result.uns["scrcl"]["params"]["input_features"] == "counts"
+    assert result.uns["scrcl"]["params"]["graph_normalization_used"] == "mean"
     assert result.obsm["X_scrcl"].shape[1] == 2 * 3  # two refined views of n_clusters columns
     assert "wrote" in capsys.readouterr().out
     assert main([*arguments[:-2], "--spatial-key", "nowhere", "--quiet"]) == 1

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from atlasclust.scrcl._model import INPUT_FEATURES, REPRESENTATIONS
+from atlasclust.scrcl._model import GRAPH_NORMALIZATION_CHOICES, INPUT_FEATURES, REPRESENTATIONS
 
 
 def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
@@ -70,6 +70,7 @@ def run_method(args: argparse.Namespace) -> int:
             "smooth_labels": args.smooth_labels,
             "representation": args.representation,
             "input_features": args.input_features,
+            "graph_normalization": args.graph_normalization,
         }
     start = time.perf_counter()
     getattr(tl, args.command)(
@@ -164,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
                 choices=INPUT_FEATURES,
                 default="log",
                 help="what the views read: scaled log expression (default) or raw counts, as the reference",
+            )
+            method.add_argument(
+                "--graph-normalization",
+                choices=GRAPH_NORMALIZATION_CHOICES,
+                default="auto",
+                help="GCN view: the reference's symmetric form up to 20,000 cells and the mean over each cell and "
+                "its neighbours above (auto), or either one",
             )
         method.set_defaults(run=run_method)
     return parser

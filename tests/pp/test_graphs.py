@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
 from atlasclust.pp._graphs import (
@@ -55,6 +56,31 @@ def test_gcn_normalize_matches_formula():
     dense = adjacency.toarray() + np.eye(30)
     scale = 1 / np.sqrt(dense.sum(axis=1))
     np.testing.assert_allclose(gcn_normalize(adjacency).toarray(), scale[:, None] * dense * scale[None, :], rtol=1e-6)
+
+
+def test_mean_normalization_averages_each_cell_with_its_neighbours():
+    adjacency = binary_symmetric(sp.random(30, 30, density=0.1, random_state=0))
+    dense = adjacency.toarray() + np.eye(30)
+    mean = gcn_normalize(adjacency, normalization="mean")
+    np.testing.assert_allclose(mean.toarray(), dense / dense.sum(axis=1, keepdims=True), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(mean.sum(axis=1)).ravel(), 1, rtol=1e-6)
+
+
+def test_only_the_mean_normalization_leaves_hub_cells_on_the_scale_of_the_others():
+    # a star: cell 0 is linked to 40 cells, each of those only to cell 0
+    star = sp.csr_matrix((np.ones(40), (np.zeros(40, dtype=int), np.arange(1, 41))), shape=(41, 41))
+    star = binary_symmetric(star)
+    features = np.ones((41, 3), dtype=np.float32)
+    mean = gcn_normalize(star, normalization="mean") @ features
+    np.testing.assert_allclose(mean, 1, rtol=1e-6)
+    symmetric = gcn_normalize(star) @ features
+    # the hub's input grows with the square root of its degree, its leaves' shrinks
+    assert symmetric[0, 0] > 4 * symmetric[1, 0]
+
+
+def test_unknown_normalization_is_refused():
+    with pytest.raises(ValueError, match="normalization"):
+        gcn_normalize(sp.eye(3), normalization="row")
 
 
 def test_majority_vote_fixes_isolated_mislabels():

@@ -6,6 +6,7 @@ import torch
 import atlasclust as ac
 from atlasclust.data import training_view
 from atlasclust.models import SCRCL
+from atlasclust.pp._graphs import gcn_normalize
 
 OPTIONS = {"n_top_genes": 150, "n_hidden": 64}
 TRAIN = {"max_epochs": 20, "enable_progress_bar": False}
@@ -142,6 +143,31 @@ def test_counts_input_feeds_the_raw_counts_to_both_views(counts, tmp_path):
     negative.X[0, 0] = -1
     with pytest.raises(ValueError, match="negative"):
         loaded.predict(negative)
+
+
+def test_graph_normalization_chooses_the_gcn_propagation(counts, tmp_path, monkeypatch):
+    # "auto" keeps the reference's symmetric normalisation on data trained full batch
+    model = _model(counts)
+    assert model.graph_normalization == "symmetric"
+    model._fit_input_transform(0)
+    data = model._graph_data_for(None)
+    np.testing.assert_allclose(data.propagation.toarray(), gcn_normalize(data.adjacency).toarray())
+    np.testing.assert_allclose(data.propagated_features, data.propagation @ data.mlp_features, rtol=1e-5, atol=1e-6)
+    # "mean": each cell averages itself and its neighbours
+    mean = _model(counts, graph_normalization="mean")
+    mean._fit_input_transform(0)
+    mean_data = mean._graph_data_for(None)
+    assert (mean_data.adjacency != data.adjacency).nnz == 0
+    np.testing.assert_allclose(np.asarray(mean_data.propagation.sum(axis=1)).ravel(), 1, rtol=1e-5)
+    with pytest.raises(ValueError, match="graph_normalization"):
+        _model(counts, graph_normalization="row")
+    # above the full-batch size "auto" takes the mean; a model loaded with fewer cells keeps it
+    monkeypatch.setattr("atlasclust.scrcl._model.FULL_BATCH_MAX_CELLS", 500)
+    large = _model(counts)
+    assert large.graph_normalization == "mean"
+    large.train(**(TRAIN | {"max_epochs": 1}))
+    large.save(tmp_path / "model")
+    assert SCRCL.load(tmp_path / "model", counts[:100].copy()).graph_normalization == "mean"
 
 
 def test_load_refuses_other_genes(counts, tmp_path):

@@ -47,6 +47,8 @@ def test_output_contract(scrcl_run):
     assert uns["params"]["n_clusters"] == 4 and uns["params"]["spatial_key"] is None
     assert uns["params"]["representation"] == "views"
     assert list(uns["params"]["smoothing_used"]) == [0, 0]  # no feature smoothing without coordinates
+    assert uns["params"]["graph_normalization"] == "auto"
+    assert uns["params"]["graph_normalization_used"] == "symmetric"  # the reference's, full batch
     assert {"train_loss", "hea_train", "ndc_train", "cvc_train"} <= set(uns["history"].columns)
     assert len(uns["history"]) == 150
     assert len(uns["genes"]) == 150

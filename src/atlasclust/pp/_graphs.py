@@ -86,14 +86,30 @@ def gene_graph(descriptors: np.ndarray, *, n_neighbors: int = 5) -> sp.csr_matri
     return graph
 
 
-def gcn_normalize(adjacency: sp.spmatrix) -> sp.csr_matrix:
-    """``D^-1/2 (A + I) D^-1/2`` (self loops added where missing), the GCN propagation matrix."""
+#: How a cell's GCN input combines its own and its neighbours' features: ``"mean"``,
+#: ``D^-1 (A + I)``, their average; ``"symmetric"``, ``D^-1/2 (A + I) D^-1/2``, Kipf and Welling's
+#: normalisation, which scales a cell's input by about the square root of its degree.
+GRAPH_NORMALIZATIONS = ("mean", "symmetric")
+
+
+def gcn_normalize(adjacency: sp.spmatrix, *, normalization: str = "symmetric") -> sp.csr_matrix:
+    """The GCN propagation matrix of ``adjacency`` (self loops added where missing).
+
+    ``normalization="symmetric"`` gives ``D^-1/2 (A + I) D^-1/2``, ``"mean"`` gives ``D^-1 (A + I)``
+    (rows sum to one), where ``D`` holds the degrees of ``A + I``.
+    """
+    if normalization not in GRAPH_NORMALIZATIONS:
+        msg = f"normalization={normalization!r} must be one of {GRAPH_NORMALIZATIONS}."
+        raise ValueError(msg)
     adjacency = sp.csr_matrix(adjacency, dtype=np.float32)
     adjacency = adjacency.tolil()
     adjacency.setdiag(1)
     adjacency = adjacency.tocsr()
     degree = np.asarray(adjacency.sum(axis=1)).ravel()
-    scale = sp.diags(1 / np.sqrt(degree)).astype(np.float32)
-    normalized = (scale @ adjacency @ scale).tocsr()
+    if normalization == "mean":
+        normalized = (sp.diags(1 / degree).astype(np.float32) @ adjacency).tocsr()
+    else:
+        scale = sp.diags(1 / np.sqrt(degree)).astype(np.float32)
+        normalized = (scale @ adjacency @ scale).tocsr()
     normalized.sort_indices()
     return normalized

@@ -33,7 +33,7 @@ class CellGraphData:
         ``Â @ X1``: the GCN's first propagation, done once so that a batch needs only the one-hop
         neighbourhood of its seeds for an exact two-layer GCN.
     propagation
-        ``Â = D^-1/2 (A + I) D^-1/2``.
+        ``Â``, the normalised ``A + I`` (see :func:`~atlasclust.pp._graphs.gcn_normalize`).
     """
 
     adjacency: sp.csr_matrix
@@ -44,9 +44,20 @@ class CellGraphData:
     on_device: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def build(cls, adjacency: sp.csr_matrix, features: np.ndarray, *, smoothing: tuple[int, int] = (0, 0)):
-        """Graph data from the cell graph and the transformed expression (``smoothing``: Â powers of both views)."""
-        propagation = gcn_normalize(adjacency)
+    def build(
+        cls,
+        adjacency: sp.csr_matrix,
+        features: np.ndarray,
+        *,
+        smoothing: tuple[int, int] = (0, 0),
+        normalization: str = "symmetric",
+    ):
+        """Graph data from the cell graph and the transformed expression.
+
+        ``smoothing`` gives the powers of Â applied to the inputs of both views, ``normalization``
+        how Â is normalised.
+        """
+        propagation = gcn_normalize(adjacency, normalization=normalization)
         mlp_features = smooth(propagation, features, smoothing[0])
         propagated = smooth(propagation, features, smoothing[1] + 1)
         return cls(adjacency, np.ascontiguousarray(mlp_features, dtype=np.float32), propagated, propagation)
