@@ -119,6 +119,18 @@ def test_spatial_coordinates_beat_expression_alone_on_layered_tissue():
 
 
 @pytest.mark.slow
+def test_defaults_above_the_full_batch_size_train_by_mini_batches_and_cluster():
+    # 20,500 cells: the default path of atlases (seed batches, "mean" graph normalisation, ~100 steps)
+    adata = ac.datasets.simulate(20_500, 300, 5, n_markers=25, random_state=0)
+    truth = adata.obs.pop("cell_type")
+    ac.tl.scrcl(adata, 5, n_top_genes=300, n_hidden=64, enable_progress_bar=False)
+    params = adata.uns["scrcl"]["params"]
+    assert params["batch_size_used"] == 2048 and params["graph_normalization_used"] == "mean"
+    assert params["n_epochs_trained"] == 10  # ceil(100 steps / 11 batches per pass)
+    assert ac.metrics.evaluate(truth, adata.obs["scrcl"])["ARI"] > 0.9
+
+
+@pytest.mark.slow
 def test_real_visium_slice_with_defaults_beats_expression_baselines():
     # DLPFC 151510 (../shared/data, 500 genes): the best expression-only baseline reaches ARI 0.32 and a
     # spatially averaged PCA 0.45 (baselines.md); scRCL with its defaults reached 0.50-0.53
