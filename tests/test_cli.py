@@ -131,6 +131,7 @@ def test_scrcl_command_on_spatial_spots(tmp_path, capsys):
     assert result.uns["scrcl"]["params"]["representation"] == "refined"
     assert result.uns["scrcl"]["params"]["input_features"] == "counts"
     assert result.uns["scrcl"]["params"]["graph_normalization_used"] == "mean"
+    assert result.uns["scrcl"]["params"]["metric"] == "euclidean"
     assert result.obsm["X_scrcl"].shape[1] == 2 * 3  # two refined views of n_clusters columns
     assert "wrote" in capsys.readouterr().out
     assert main([*arguments[:-2], "--spatial-key", "nowhere", "--quiet"]) == 1

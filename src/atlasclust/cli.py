@@ -71,6 +71,7 @@ def run_method(args: argparse.Namespace) -> int:
             "representation": args.representation,
             "input_features": args.input_features,
             "graph_normalization": args.graph_normalization,
+            "metric": args.metric,
         }
     start = time.perf_counter()
     getattr(tl, args.command)(
@@ -165,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
                 choices=INPUT_FEATURES,
                 default="log",
                 help="what the views read: scaled log expression (default) or raw counts, as the reference",
+            )
+            method.add_argument(
+                "--metric", default="euclidean", help="distance of the expression graph, e.g. cosine (the reference's)"
             )
             method.add_argument(
                 "--graph-normalization",

@@ -38,6 +38,15 @@ def test_expression_graph_above_4096_cells():
     assert np.diff(graph.indptr).min() >= 5
 
 
+def test_cosine_expression_graph_ignores_each_cells_scale():
+    rng = np.random.default_rng(0)
+    coordinates = rng.normal(size=(300, 10)).astype(np.float32)
+    rescaled = coordinates * rng.uniform(0.2, 5, size=(300, 1)).astype(np.float32)
+    cosine = expression_graph(coordinates, n_neighbors=10, metric="cosine")
+    assert (expression_graph(rescaled, n_neighbors=10, metric="cosine") != cosine).nnz == 0
+    assert (expression_graph(rescaled, n_neighbors=10) != expression_graph(coordinates, n_neighbors=10)).nnz > 0
+
+
 def test_binary_symmetric_unions_directed_edges():
     directed = sp.csr_matrix(np.array([[0, 2.5, 0], [0, 0, 0], [0.1, 0, 1]]))
     graph = binary_symmetric(directed)

@@ -6,7 +6,7 @@ import torch
 import atlasclust as ac
 from atlasclust.data import training_view
 from atlasclust.models import SCRCL
-from atlasclust.pp._graphs import gcn_normalize
+from atlasclust.pp._graphs import expression_graph, gcn_normalize
 
 OPTIONS = {"n_top_genes": 150, "n_hidden": 64}
 TRAIN = {"max_epochs": 20, "enable_progress_bar": False}
@@ -168,6 +168,20 @@ def test_graph_normalization_chooses_the_gcn_propagation(counts, tmp_path, monke
     large.train(**(TRAIN | {"max_epochs": 1}))
     large.save(tmp_path / "model")
     assert SCRCL.load(tmp_path / "model", counts[:100].copy()).graph_normalization == "mean"
+
+
+def test_metric_chooses_the_expression_graph(counts):
+    model = _model(counts, metric="cosine")
+    model._fit_input_transform(0)
+    data = model._graph_data_for(None)
+    coordinates = (data.mlp_features - model.module.pca_mean.numpy()) @ model.module.pca_components.numpy().T
+    expected = expression_graph(coordinates, n_neighbors=15, metric="cosine")
+    assert (data.adjacency != expected).nnz == 0
+    euclidean = _model(counts)
+    euclidean._fit_input_transform(0)
+    assert (euclidean._graph_data_for(None).adjacency != data.adjacency).nnz > 0
+    with pytest.raises(ValueError, match="metric='cosinus'"):
+        _model(counts, metric="cosinus")
 
 
 def test_load_refuses_other_genes(counts, tmp_path):

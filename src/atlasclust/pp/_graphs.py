@@ -28,14 +28,19 @@ def binary_symmetric(graph: sp.spmatrix, *, name: str = "graph") -> sp.csr_matri
     return graph
 
 
-def expression_graph(coordinates: np.ndarray, *, n_neighbors: int = 15, random_state: int = 0) -> sp.csr_matrix:
+def expression_graph(
+    coordinates: np.ndarray, *, n_neighbors: int = 15, metric: str = "euclidean", random_state: int = 0
+) -> sp.csr_matrix:
     """Binary kNN graph of cells from ``coordinates`` (e.g. PCA), through :func:`scanpy.pp.neighbors`.
 
     scanpy's connectivities (UMAP fuzzy union) are binarised: any weight above zero is an edge.
+    ``metric`` is passed to :func:`scanpy.pp.neighbors`.
     """
     n_obs = len(coordinates)
     holder = ad.AnnData(obs=pd.DataFrame(index=np.arange(n_obs).astype(str)), obsm={"X_coords": coordinates})
-    sc.pp.neighbors(holder, n_neighbors=min(n_neighbors, n_obs - 1), use_rep="X_coords", random_state=random_state)
+    sc.pp.neighbors(
+        holder, n_neighbors=min(n_neighbors, n_obs - 1), use_rep="X_coords", metric=metric, random_state=random_state
+    )
     return binary_symmetric(holder.obsp["connectivities"])
 
 

@@ -147,7 +147,8 @@ def scrcl(
     return_model
         Also return the trained :class:`~atlasclust.models.SCRCL`.
     **kwargs
-        Further model options (``n_refined``, ``n_descriptors``, ``dropout``, ``input_features``) or
+        Further model options (``metric`` of the expression graph, ``n_refined``, ``n_descriptors``,
+        ``dropout``, ``input_features``) or
         training options of :meth:`~atlasclust.models.SCRCL.train` (``weight_decay``,
         ``strategy``, ``plan_kwargs``, Lightning ``Trainer`` arguments).
 
