@@ -175,7 +175,8 @@ def test_metric_chooses_the_expression_graph(counts):
     model._fit_input_transform(0)
     data = model._graph_data_for(None)
     coordinates = (data.mlp_features - model.module.pca_mean.numpy()) @ model.module.pca_components.numpy().T
-    expected = expression_graph(coordinates, n_neighbors=15, metric="cosine")
+    assert model.n_neighbors == 10  # the default for expression graphs
+    expected = expression_graph(coordinates, n_neighbors=10, metric="cosine")
     assert (data.adjacency != expected).nnz == 0
     euclidean = _model(counts)
     euclidean._fit_input_transform(0)

@@ -48,6 +48,7 @@ def test_output_contract(scrcl_run):
     assert uns["params"]["representation"] == "views"
     assert list(uns["params"]["smoothing_used"]) == [0, 0]  # no feature smoothing without coordinates
     assert uns["params"]["graph_normalization"] == "auto"
+    assert uns["params"]["n_neighbors_used"] == 10  # 15 with spot coordinates
     assert uns["params"]["graph_normalization_used"] == "symmetric"  # the reference's, full batch
     assert {"train_loss", "hea_train", "ndc_train", "cvc_train"} <= set(uns["history"].columns)
     assert len(uns["history"]) == 150
@@ -110,6 +111,7 @@ def test_spatial_coordinates_beat_expression_alone_on_layered_tissue():
     assert ari_spatial > ari_expression + 0.2, (ari_spatial, ari_expression)
     # with coordinates the inputs are smoothed over the spot graph by default (the reference's tms)
     assert list(spatial.uns["scrcl"]["params"]["smoothing_used"]) == [10, 8]
+    assert spatial.uns["scrcl"]["params"]["n_neighbors_used"] == 15
     unsmoothed = ac.tl.scrcl(tissue, 4, spatial_key="spatial", smoothing=(0, 0), copy=True, **options)
     assert list(unsmoothed.uns["scrcl"]["params"]["smoothing_used"]) == [0, 0]
     assert not np.array_equal(unsmoothed.obsm["X_scrcl"], spatial.obsm["X_scrcl"])
@@ -144,16 +146,16 @@ def test_real_visium_slice_with_defaults_beats_expression_baselines():
 
 @pytest.mark.slow
 def test_views_cluster_a_real_dataset_better_than_the_refined_views():
-    # Baron mouse pancreas (../shared/data, 1886 cells, 13 types): the default readout, the two views,
-    # reached ARI 0.78-0.92 over 5 seeds and the paper's refined views 0.54-0.71 over 3 (k-means 0.79)
-    adata = shared_dataset("baron_mouse")
+    # PBMC 10x (../shared/data, 4271 cells, 8 types): the default readout, the two views, reached
+    # ARI 0.63-0.72 over 5 seeds and the paper's refined views 0.38-0.42 over 3 (best baseline 0.72)
+    adata = shared_dataset("pbmc_10x")
     truth = adata.obs.pop("cell_type")
     options = {"n_top_genes": 2000, "enable_progress_bar": False, "copy": True}
     views = ac.tl.scrcl(adata, truth.nunique(), **options)
     refined = ac.tl.scrcl(adata, truth.nunique(), representation="refined", **options)
     ari_views = ac.metrics.evaluate(truth, views.obs["scrcl"])["ARI"]
     ari_refined = ac.metrics.evaluate(truth, refined.obs["scrcl"])["ARI"]
-    assert ari_views > 0.8 and ari_views > ari_refined + 0.1, (ari_views, ari_refined)
+    assert ari_views > 0.55 and ari_views > ari_refined + 0.15, (ari_views, ari_refined)
 
 
 def test_user_graph_is_used(counts):

@@ -61,6 +61,13 @@ DEFAULT_SEEDS_PER_BATCH = 2048
 #: Feature smoothing (graph powers of the MLP-view and GCN-view inputs) on spatial data: the
 #: reference's DLPFC setting; on the shared DLPFC slices it lifts ARI from 0.18 to 0.30 (151673).
 SPATIAL_SMOOTHING = (10, 8)
+#: Neighbours per cell of the expression kNN graph when none are given. The reference uses 15; with
+#: the accuracy benchmark's protocol (5 seeds) 10 did better on pollen (ARI 0.66 -> 0.72), worm
+#: neurons (0.48 -> 0.51) and PBMC 10x (0.63 -> 0.67) and as well (within 0.01) on the other four
+#: scRNA-seq datasets; 30 did worse (3 seeds).
+EXPRESSION_N_NEIGHBORS = 10
+#: Neighbours per spot of the spatial kNN graph when none are given (the reference's 15).
+SPATIAL_N_NEIGHBORS = 15
 #: Optimiser steps when no epochs are given. The reference trains 500 full-batch steps but scores
 #: its best epoch by the labels; scored at the end instead, the embedding is better after ~100
 #: steps than after 500 (mean ARI over the shared datasets, see benchmarks/results/accuracy.md),
@@ -78,7 +85,7 @@ GRAPH_NORMALIZATION_CHOICES = ("auto", *GRAPH_NORMALIZATIONS)
 #: What is clustered and returned as the embedding. The paper clusters the refined views
 #: ``[Z_mlp | Z_gcn]`` (its Eq. 11, ``2 n_refined`` wide); the unrefined views ``[E_mlp | E_gcn]``
 #: (``2 n_hidden`` wide) cluster better on 11 of the 12 shared datasets (mean k-means ARI 0.50
-#: against 0.41 over 3 seeds, same trained models; pollen is the exception), see
+#: against 0.41 over 3 seeds, same trained models; Zeisel is the exception), see
 #: benchmarks/results/scrcl_representation.md.
 REPRESENTATIONS = ("views", "refined")
 #: What the views read: log-normalised scaled expression, or the raw counts (the reference's scRNA-seq input).
@@ -115,11 +122,13 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
     n_top_genes
         Number of highly variable genes (Seurat flavour); ``None`` uses all genes.
     n_neighbors
-        Neighbours per cell of the expression or spatial kNN graph.
+        Neighbours per cell of the expression or spatial kNN graph; ``None`` gives
+        :data:`EXPRESSION_N_NEIGHBORS` (10) for an expression graph and :data:`SPATIAL_N_NEIGHBORS`
+        (15) with spot coordinates.
     metric
         Distance of the expression kNN graph, passed to :func:`scanpy.pp.neighbors` (the principal
         components of the scaled log expression are compared). The reference uses ``"cosine"``:
-        with the accuracy benchmark's protocol (5 seeds) it lifted pollen (ARI 0.66 → 0.78) and
+        with the accuracy benchmark's protocol (15 neighbours, 5 seeds) it lifted pollen (ARI 0.66 → 0.78) and
         worm neurons (0.48 → 0.57) but lowered Baron mouse pancreas (0.88 → 0.65) and mouse bladder
         (0.50 → 0.44), the same mean over the seven scRNA-seq datasets, so the default stays scanpy's.
     n_gene_neighbors
@@ -176,7 +185,7 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         n_clusters: int | None = None,
         *,
         n_top_genes: int | None = 2000,
-        n_neighbors: int = 15,
+        n_neighbors: int | None = None,
         metric: str = "euclidean",
         n_gene_neighbors: int = 5,
         n_hidden: int = 256,
@@ -212,6 +221,9 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         if metric not in VALID_METRICS["brute"] or metric == "precomputed":
             msg = f"metric={metric!r} is not a distance scanpy.pp.neighbors knows; try 'euclidean' or 'cosine'."
             raise ValueError(msg)
+        if n_neighbors is None:
+            spatial = self._setup_args["spatial_key"] is not None
+            n_neighbors = SPATIAL_N_NEIGHBORS if spatial else EXPRESSION_N_NEIGHBORS
         if n_neighbors < 1 or n_gene_neighbors < 1:
             msg = "n_neighbors and n_gene_neighbors must be at least 1."
             raise ValueError(msg)
