@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _seeded import mean_sd, quiet
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "shared" / "data"
@@ -37,15 +38,6 @@ METHODS = ["bgformer", "scrcl", "kmeans_pca", "leiden_res1", "leiden_trueK", "sc
 SPATIAL_METHODS = {"spatial_kmeans_pca"}
 #: Methods of this package (the others are baselines).
 OURS = {"bgformer", "scrcl"}
-
-
-def _quiet() -> None:
-    import logging
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "scvi"):
-        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _leiden_with_k(adata, k: int, seed: int, neighbors_key: str | None = None) -> np.ndarray:
@@ -92,7 +84,7 @@ def _has_spatial(dataset: str) -> bool:
 
 def run_one(dataset: str, method: str, seed: int) -> dict:
     """Run one method on one dataset with one seed; scores and resource use."""
-    _quiet()
+    quiet()
     import anndata as ad
     import scanpy as sc
 
@@ -154,13 +146,6 @@ def run_one(dataset: str, method: str, seed: int) -> dict:
     return {"dataset": dataset, "method": method, "seed": seed, "seconds": seconds, "peak_mb": peak_mb} | scores
 
 
-def _mean_sd(values: list[float], digits: int = 3) -> str:
-    values = np.asarray(values, dtype=float)
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
-
-
 def write_tables(rows: list[dict], seeds: int) -> str:
     """Markdown tables: per dataset and method, mean ± sd over seeds."""
     datasets = sorted({r["dataset"] for r in rows})
@@ -194,7 +179,7 @@ def write_tables(rows: list[dict], seeds: int) -> str:
             for method in methods:
                 values = [r[metric] for r in rows if r["dataset"] == dataset and r["method"] == method]
                 cells.append(
-                    _mean_sd(values) + ("" if len(values) in (0, seeds) else f" (n={len(values)})") if values else "—"
+                    mean_sd(values) + ("" if len(values) in (0, seeds) else f" (n={len(values)})") if values else "—"
                 )
                 if values and method not in OURS | SPATIAL_METHODS:
                     best = max(best or -1, float(np.mean(values)))
@@ -207,7 +192,7 @@ def write_tables(rows: list[dict], seeds: int) -> str:
             cells = []
             for method in methods:
                 values = [r[metric] for r in rows if r["dataset"] == dataset and r["method"] == method]
-                cells.append(_mean_sd(values, digits) if values else "—")
+                cells.append(mean_sd(values, digits) if values else "—")
             lines.append(f"| {dataset} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)

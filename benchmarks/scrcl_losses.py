@@ -15,10 +15,10 @@ Usage: ``python benchmarks/scrcl_losses.py [--seeds 3] [--datasets zeisel,pbmc3k
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
+from _seeded import mean_sd, quiet, run_resumable
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "shared" / "data"
@@ -84,10 +84,9 @@ def write_table(rows: list[dict]) -> str:
         chosen = [r for r in rows if r["dataset"] == dataset]
         cells = []
         for column in columns:
-            values = np.array([r[column] for r in chosen])
-            means[column].append(values.mean())
-            spread = f" ± {values.std(ddof=1):.3f}" if len(values) > 1 else ""
-            cells.append(f"{values.mean():.3f}{spread}")
+            values = [r[column] for r in chosen]
+            means[column].append(np.mean(values))
+            cells.append(mean_sd(values))
         lines.append(f"| {dataset} | {len(chosen)} | " + " | ".join(cells) + " |")
     lines.append("| mean | | " + " | ".join(f"{np.mean(means[c]):.3f}" for c in columns) + " |")
     return "\n".join(lines)
@@ -100,26 +99,10 @@ def main() -> None:
     parser.add_argument("--datasets", default=",".join(SCRNA), help="comma-separated names")
     parser.add_argument("--out", default=str(RESULTS / "scrcl_losses"))
     args = parser.parse_args()
-    import logging
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "scvi"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    rows = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else []
-    done = {(r["dataset"], r["seed"]) for r in rows}
-    for dataset in args.datasets.split(","):
-        for seed in range(args.seeds):
-            if (dataset, seed) in done:
-                continue
-            rows.append(run_one(dataset, seed))
-            print(json.dumps(rows[-1]), flush=True)
-            out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+    quiet()
+    rows = run_resumable(Path(args.out), args.datasets.split(","), args.seeds, run_one)
     table = write_table(rows)
-    out.with_suffix(".md").write_text(table + "\n")
+    Path(args.out).with_suffix(".md").write_text(table + "\n")
     print(table)
 
 

@@ -15,11 +15,11 @@ Usage: ``python benchmarks/scrcl_representation.py [--seeds 3] [--datasets zeise
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
+from _seeded import mean_sd, quiet, run_resumable
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "shared" / "data"
@@ -82,10 +82,9 @@ def write_table(rows: list[dict]) -> str:
         chosen = [r for r in rows if r["dataset"] == dataset]
         cells = []
         for readout in READOUTS:
-            values = np.array([r[readout] for r in chosen])
-            means[readout].append(values.mean())
-            spread = f" ± {values.std(ddof=1):.3f}" if len(values) > 1 else ""
-            cells.append(f"{values.mean():.3f}{spread}")
+            values = [r[readout] for r in chosen]
+            means[readout].append(np.mean(values))
+            cells.append(mean_sd(values))
         lines.append(f"| {dataset} | {len(chosen)} | " + " | ".join(cells) + " |")
     wins = sum(v > r for v, r in zip(means["views"], means["refined"], strict=True))
     lines += [
@@ -103,27 +102,11 @@ def main() -> None:
     parser.add_argument("--datasets", default=None, help="comma-separated names (default: all in ../shared/data)")
     parser.add_argument("--out", default=str(RESULTS / "scrcl_representation"))
     args = parser.parse_args()
-    import logging
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "scvi"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-
+    quiet()
     names = args.datasets.split(",") if args.datasets else sorted(p.stem for p in DATA.glob("*.h5ad"))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    rows = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else []
-    done = {(r["dataset"], r["seed"]) for r in rows}
-    for dataset in names:
-        for seed in range(args.seeds):
-            if (dataset, seed) in done:
-                continue
-            rows.append(run_one(dataset, seed))
-            print(json.dumps(rows[-1]), flush=True)
-            out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+    rows = run_resumable(Path(args.out), names, args.seeds, run_one)
     table = write_table(rows)
-    out.with_suffix(".md").write_text(table + "\n")
+    Path(args.out).with_suffix(".md").write_text(table + "\n")
     print(table)
 
 

@@ -1,0 +1,44 @@
+"""What the benchmark scripts share: quiet logs, mean ± sd cells and resumable runs per dataset and seed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+
+
+def quiet() -> None:
+    """Silence warnings and the training libraries' logs."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "scvi"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def mean_sd(values: Iterable[float], digits: int = 3) -> str:
+    """``mean ± sd`` (sample sd) of the values, or the value alone when there is one."""
+    values = np.asarray(list(values), dtype=float)
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
+
+def run_resumable(out: Path, datasets: Iterable[str], seeds: int, run_one: Callable[[str, int], dict]) -> list[dict]:
+    """Rows of ``out.json`` plus ``run_one(dataset, seed)`` for each pair not in it, saved after each run."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    path = out.with_suffix(".json")
+    rows = json.loads(path.read_text()) if path.exists() else []
+    done = {(r["dataset"], r["seed"]) for r in rows}
+    for dataset in datasets:
+        for seed in range(seeds):
+            if (dataset, seed) in done:
+                continue
+            rows.append(run_one(dataset, seed))
+            print(json.dumps(rows[-1]), flush=True)
+            # keep partial results, so an interrupted benchmark resumes where it stopped
+            path.write_text(json.dumps(rows, indent=1))
+    return rows
