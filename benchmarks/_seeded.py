@@ -42,3 +42,18 @@ def run_resumable(out: Path, datasets: Iterable[str], seeds: int, run_one: Calla
             # keep partial results, so an interrupted benchmark resumes where it stopped
             path.write_text(json.dumps(rows, indent=1))
     return rows
+
+
+def dataset_rows(rows: list[dict], columns: Iterable[str]) -> tuple[list[str], dict[str, list[float]]]:
+    """Markdown rows ``| dataset | seeds | mean ± sd per column |`` and each column's per-dataset means."""
+    columns = list(columns)
+    lines, means = [], {column: [] for column in columns}
+    for dataset in sorted({r["dataset"] for r in rows}):
+        chosen = [r for r in rows if r["dataset"] == dataset]
+        cells = []
+        for column in columns:
+            values = [r[column] for r in chosen]
+            means[column].append(float(np.mean(values)))
+            cells.append(mean_sd(values))
+        lines.append(f"| {dataset} | {len(chosen)} | " + " | ".join(cells) + " |")
+    return lines, means

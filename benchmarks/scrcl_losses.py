@@ -18,7 +18,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from _seeded import mean_sd, quiet, run_resumable
+from _seeded import dataset_rows, quiet, run_resumable
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "shared" / "data"
@@ -79,15 +79,8 @@ def write_table(rows: list[dict]) -> str:
         "| dataset | seeds | " + " | ".join(columns) + " |",
         "|---" * (len(columns) + 2) + "|",
     ]
-    means = {column: [] for column in columns}
-    for dataset in sorted({r["dataset"] for r in rows}):
-        chosen = [r for r in rows if r["dataset"] == dataset]
-        cells = []
-        for column in columns:
-            values = [r[column] for r in chosen]
-            means[column].append(np.mean(values))
-            cells.append(mean_sd(values))
-        lines.append(f"| {dataset} | {len(chosen)} | " + " | ".join(cells) + " |")
+    table, means = dataset_rows(rows, columns)
+    lines += table
     lines.append("| mean | | " + " | ".join(f"{np.mean(means[c]):.3f}" for c in columns) + " |")
     return "\n".join(lines)
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _seeded import mean_sd, quiet, run_resumable
+from _seeded import dataset_rows, quiet, run_resumable
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "shared" / "data"
@@ -65,7 +65,6 @@ def run_one(dataset: str, seed: int) -> dict:
 
 def write_table(rows: list[dict]) -> str:
     """Markdown: mean ± sd ARI per dataset and readout, and the paired count of wins."""
-    datasets = sorted({r["dataset"] for r in rows})
     lines = [
         "# scRCL: which embedding to cluster",
         "",
@@ -77,20 +76,13 @@ def write_table(rows: list[dict]) -> str:
         "| dataset | seeds | views | refined | mlp view | gcn view |",
         "|---|---|---|---|---|---|",
     ]
-    means = {readout: [] for readout in READOUTS}
-    for dataset in datasets:
-        chosen = [r for r in rows if r["dataset"] == dataset]
-        cells = []
-        for readout in READOUTS:
-            values = [r[readout] for r in chosen]
-            means[readout].append(np.mean(values))
-            cells.append(mean_sd(values))
-        lines.append(f"| {dataset} | {len(chosen)} | " + " | ".join(cells) + " |")
+    table, means = dataset_rows(rows, READOUTS)
+    lines += table
     wins = sum(v > r for v, r in zip(means["views"], means["refined"], strict=True))
     lines += [
         "",
         f"Mean over datasets: views {np.mean(means['views']):.3f}, refined {np.mean(means['refined']):.3f}; "
-        f"views higher on {wins} of {len(datasets)} datasets.",
+        f"views higher on {wins} of {len(table)} datasets.",
     ]
     return "\n".join(lines)
 
