@@ -27,6 +27,11 @@ def mean_sd(values: Iterable[float], digits: int = 3) -> str:
     return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
 
 
+def unit_rows(matrix: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit Euclidean norm (all-zero rows stay zero)."""
+    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+
+
 def run_resumable(out: Path, datasets: Iterable[str], seeds: int, run_one: Callable[[str, int], dict]) -> list[dict]:
     """Rows of ``out.json`` plus ``run_one(dataset, seed)`` for each pair not in it, saved after each run."""
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from _seeded import dataset_rows, quiet, run_resumable
+from _seeded import dataset_rows, quiet, run_resumable, unit_rows
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "shared" / "data"
@@ -41,8 +41,7 @@ def _input_kmeans(adata, genes: np.ndarray, k: int, seed: int, truth: np.ndarray
     features = features[:, genes].copy()
     sc.pp.scale(features, zero_center=False, max_value=10)
     x = np.asarray(features.X.todense() if hasattr(features.X, "todense") else features.X)
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    return ac.metrics.evaluate(truth, KMeans(k, n_init=10, random_state=seed).fit_predict(x))["ARI"]
+    return ac.metrics.evaluate(truth, KMeans(k, n_init=10, random_state=seed).fit_predict(unit_rows(x)))["ARI"]
 
 
 def run_one(dataset: str, seed: int) -> dict:

@@ -19,16 +19,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _seeded import dataset_rows, quiet, run_resumable
+from _seeded import dataset_rows, quiet, run_resumable, unit_rows
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "shared" / "data"
 RESULTS = HERE / "results"
 READOUTS = ("views", "refined", "mlp", "gcn")
-
-
-def _unit_rows(matrix: np.ndarray) -> np.ndarray:
-    return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
 
 
 def run_one(dataset: str, seed: int) -> dict:
@@ -58,7 +54,7 @@ def run_one(dataset: str, seed: int) -> dict:
     }
     row = {"dataset": dataset, "seed": seed, "seconds": round(seconds, 1)}
     for readout, embedding in readouts.items():
-        labels = KMeans(k, n_init=10, random_state=seed).fit_predict(_unit_rows(embedding))
+        labels = KMeans(k, n_init=10, random_state=seed).fit_predict(unit_rows(embedding))
         row[readout] = ac.metrics.evaluate(truth, labels)["ARI"]
     return row
 
