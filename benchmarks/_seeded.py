@@ -49,6 +49,34 @@ def run_resumable(out: Path, datasets: Iterable[str], seeds: int, run_one: Calla
     return rows
 
 
+def seeded_main(
+    doc: str,
+    *,
+    out: Path,
+    datasets: Iterable[str],
+    run_one: Callable[[str, int], dict],
+    write_table: Callable[[list[dict]], str],
+    seeds: int = 3,
+) -> None:
+    """Command line of a per-dataset-and-seed benchmark: run what is missing, write and print the table.
+
+    Options: ``--seeds``, ``--datasets`` (comma-separated, default ``datasets``) and ``--out`` (the
+    results' path without suffix, default ``out``); ``doc``'s first line describes the script.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=seeds)
+    parser.add_argument("--datasets", default=",".join(datasets), help="comma-separated names")
+    parser.add_argument("--out", default=str(out))
+    args = parser.parse_args()
+    quiet()
+    rows = run_resumable(Path(args.out), args.datasets.split(","), args.seeds, run_one)
+    table = write_table(rows)
+    Path(args.out).with_suffix(".md").write_text(table + "\n")
+    print(table)
+
+
 def dataset_rows(rows: list[dict], columns: Iterable[str]) -> tuple[list[str], dict[str, list[float]]]:
     """Markdown rows ``| dataset | seeds | mean ± sd per column |`` and each column's per-dataset means."""
     columns = list(columns)

@@ -14,11 +14,10 @@ Usage: ``python benchmarks/scrcl_losses.py [--seeds 3] [--datasets zeisel,pbmc3k
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
-from _seeded import dataset_rows, quiet, run_resumable, unit_rows
+from _seeded import dataset_rows, seeded_main, unit_rows
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "shared" / "data"
@@ -86,16 +85,7 @@ def write_table(rows: list[dict]) -> str:
 
 def main() -> None:
     """Run the comparison and write the table (runs already in the results are skipped)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--datasets", default=",".join(SCRNA), help="comma-separated names")
-    parser.add_argument("--out", default=str(RESULTS / "scrcl_losses"))
-    args = parser.parse_args()
-    quiet()
-    rows = run_resumable(Path(args.out), args.datasets.split(","), args.seeds, run_one)
-    table = write_table(rows)
-    Path(args.out).with_suffix(".md").write_text(table + "\n")
-    print(table)
+    seeded_main(__doc__, out=RESULTS / "scrcl_losses", datasets=SCRNA, run_one=run_one, write_table=write_table)
 
 
 if __name__ == "__main__":

@@ -14,12 +14,11 @@ Usage: ``python benchmarks/scrcl_representation.py [--seeds 3] [--datasets zeise
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import numpy as np
-from _seeded import dataset_rows, quiet, run_resumable, unit_rows
+from _seeded import dataset_rows, seeded_main, unit_rows
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "shared" / "data"
@@ -85,17 +84,13 @@ def write_table(rows: list[dict]) -> str:
 
 def main() -> None:
     """Run the comparison and write the table (runs already in the results are skipped)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--datasets", default=None, help="comma-separated names (default: all in ../shared/data)")
-    parser.add_argument("--out", default=str(RESULTS / "scrcl_representation"))
-    args = parser.parse_args()
-    quiet()
-    names = args.datasets.split(",") if args.datasets else sorted(p.stem for p in DATA.glob("*.h5ad"))
-    rows = run_resumable(Path(args.out), names, args.seeds, run_one)
-    table = write_table(rows)
-    Path(args.out).with_suffix(".md").write_text(table + "\n")
-    print(table)
+    seeded_main(
+        __doc__,
+        out=RESULTS / "scrcl_representation",
+        datasets=sorted(p.stem for p in DATA.glob("*.h5ad")),
+        run_one=run_one,
+        write_table=write_table,
+    )
 
 
 if __name__ == "__main__":
