@@ -14,29 +14,19 @@ Usage: ``python benchmarks/step_profile.py benchmarks/data/simulated_100000.h5ad
 
 from __future__ import annotations
 
-import cProfile
-import io
 import logging
-import pstats
 import sys
 import time
-from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import torch
+from _profiling import Report, profile_fit, seconds_per_call, synchronize
 from scvi import REGISTRY_KEYS
 
 import atlasclust as ac
 from atlasclust.data import training_view
 from atlasclust.models import BGFormer
-
-RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def loader_throughput(model: BGFormer, view: ad.AnnData, device: torch.device, batch_size: int) -> float:
@@ -45,7 +35,7 @@ def loader_throughput(model: BGFormer, view: ad.AnnData, device: torch.device, b
     start, n_cells = time.perf_counter(), 0
     for tensors in loader:
         n_cells += tensors[REGISTRY_KEYS.X_KEY].to(device).shape[0]
-    _synchronize(device)
+    synchronize(device)
     return n_cells / (time.perf_counter() - start)
 
 
@@ -65,14 +55,7 @@ def step_seconds(model: BGFormer, counts, device: torch.device, batch_size: int,
         optimizer.step()
         module.refresh_anchors()
 
-    for _ in range(5):
-        step()
-    _synchronize(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        step()
-    _synchronize(device)
-    return (time.perf_counter() - start) / repeats
+    return seconds_per_call(step, device, warm_up=5, repeats=repeats)
 
 
 def main() -> None:
@@ -81,11 +64,7 @@ def main() -> None:
     adata = ad.read_h5ad(sys.argv[1])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     on_gpu = device.type == "cuda"
-    lines = [f"{adata.n_obs:,} cells x {adata.n_vars} genes on {torch.cuda.get_device_name() if on_gpu else 'CPU'}"]
-
-    def report(line: str) -> None:
-        print(line, flush=True)
-        lines.append(line)
+    report = Report("step_profile", device, f"{adata.n_obs:,} cells x {adata.n_vars} genes")
 
     view = training_view(adata, None)
     BGFormer.setup_anndata(view)
@@ -109,23 +88,8 @@ def main() -> None:
             )
 
     for batch_size in (256, 4096) if on_gpu else (256,):
-        profile = cProfile.Profile()
-        start = time.perf_counter()
-        profile.enable()
-        _, trained = ac.tl.bgformer(
-            adata, 10, max_epochs=2, batch_size=batch_size, enable_progress_bar=False, return_model=True, copy=True
-        )
-        profile.disable()
-        report(
-            f"tl.bgformer, batch {batch_size}, 2 epochs: {time.perf_counter() - start:.1f} s in all, "
-            f"{trained.training_seconds_:.1f} s training, {2 * adata.n_obs / trained.training_seconds_:,.0f} cells/s"
-        )
-        stream = io.StringIO()
-        pstats.Stats(profile, stream=stream).sort_stats("tottime").print_stats(25)
-        report(stream.getvalue())
-
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"step_profile_{'gpu' if on_gpu else 'cpu'}.txt").write_text("\n".join(lines) + "\n")
+        profile_fit(report, ac.tl.bgformer, adata, max_epochs=2, batch_size=batch_size)
+    report.write()
 
 
 if __name__ == "__main__":

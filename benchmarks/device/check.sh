@@ -11,8 +11,9 @@
 #      tl pass speed; the data are kept on the GPU by default)
 #   3. the same file backed, 8 workers, shuffled blocks of 64 cells (target: >= 50% of step 2)
 #   4. tl.scrcl in mini-batches, 100,000 cells, one epoch
-# Logs, scaling.json (the committed rows plus the new ones) and scaling.md go to $OUT; copy
-# both over benchmarks/results/ here (scaling.md is the table written from that json).
+#   5. where a scRCL step spends its time at 100,000 cells (benchmarks/scrcl_step_profile.py)
+# Logs (the profile's report is its log), scaling.json (the committed rows plus the new ones) and
+# scaling.md go to $OUT; copy both over benchmarks/results/ here (scaling.md is written from the json).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/atlasclust-device}
@@ -57,5 +58,7 @@ step bgformer_memory 150 $scaling bgformer --sizes 300000 --max-epochs 4 --batch
 step bgformer_backed 120 $scaling bgformer --backed --sizes 300000 --max-epochs 4 --batch-size 16384 \
   --num-workers 8 --shuffle-block-size 64
 step scrcl_minibatch 150 $scaling scrcl --sizes 100000 --max-epochs 1
+step scrcl_profile 150 python3 benchmarks/scrcl_step_profile.py benchmarks/data/simulated_100000.h5ad \
+  --batch-sizes 2048,16384
 cp benchmarks/results/scaling.json benchmarks/results/scaling.md "$OUT"/ 2>/dev/null
 echo "done after ${SECONDS}s" | tee -a "$OUT/check.log"
