@@ -129,11 +129,9 @@ def run_one(method: str, path: Path, max_epochs: int, backed: bool, options: dic
     model = run(adata, 10, max_epochs=max_epochs, enable_progress_bar=False, return_model=True, **options)
     seconds = time.perf_counter() - start
     train_seconds = model.training_seconds_
-    # steady epochs: all but the first of each fit (which holds the data's set-up and the warm-up), where there are
-    steady = [seconds for fit in model.epoch_seconds_ for seconds in fit[1:]] or [
-        s for fit in model.epoch_seconds_ for s in fit
-    ]
-    epoch_seconds = float(np.mean(steady)) * max_epochs
+    # steady epochs: all but the first of each fit (which holds the data's set-up and the warm-up), where
+    # there are; each fit's epochs count at its own steady pace (BGFormer's clustering phase costs more)
+    epoch_seconds = sum(len(fit) * float(np.mean(fit[1:] or fit)) for fit in model.epoch_seconds_)
     # inference alone: one more pass over all cells (the run above embedded them once already), in
     # batches as large as the training's (at least 1024, the default)
     inference_batch = max(1024, int(model.batch_size_))
