@@ -1,4 +1,4 @@
-"""What the step-profile scripts share: device synchronisation, a profiled call and the report file."""
+"""What the step-profile scripts share: device synchronisation, timed steps, a profiled fit and the report file."""
 
 from __future__ import annotations
 

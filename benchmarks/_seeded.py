@@ -1,4 +1,4 @@
-"""What the benchmark scripts share: quiet logs, mean ± sd cells and resumable runs per dataset and seed."""
+"""What the seeded benchmark scripts share: quiet logs, mean ± sd cells, resumable runs per dataset and seed, and their command line."""
 
 from __future__ import annotations
 
