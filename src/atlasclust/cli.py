@@ -164,8 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
             method.add_argument(
                 "--input-features",
                 choices=INPUT_FEATURES,
-                default="log",
-                help="what the views read: scaled log expression (default) or raw counts, as the reference",
+                default="scaled",
+                help="what the views read: centred scaled log expression (default), uncentred, or raw counts",
             )
             method.add_argument(
                 "--metric", default="euclidean", help="distance of the expression graph, e.g. cosine (the reference's)"

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import scanpy as sc
 import scvi
 import torch
 
@@ -127,7 +128,7 @@ def test_counts_input_feeds_the_raw_counts_to_both_views(counts, tmp_path):
     data = model._graph_data_for(None)
     np.testing.assert_array_equal(data.mlp_features, train.X[:, genes].toarray())
     # the graph is the expression kNN graph of the log features, whatever the views read
-    log_model = _model(train)
+    log_model = _model(train, input_features="log")
     log_model._fit_input_transform(0)
     assert (data.adjacency != log_model._graph_data_for(None).adjacency).nnz == 0
     assert not np.array_equal(log_model._graph_data_for(None).mlp_features, data.mlp_features)
@@ -143,6 +144,50 @@ def test_counts_input_feeds_the_raw_counts_to_both_views(counts, tmp_path):
     negative.X[0, 0] = -1
     with pytest.raises(ValueError, match="negative"):
         loaded.predict(negative)
+
+
+def test_scaled_input_centres_each_gene_on_its_training_mean(counts, tmp_path):
+    train, held_back = counts[:500].copy(), counts[500:].copy()
+    model = _model(train, input_features="scaled")
+    model.train(**(TRAIN | {"max_epochs": 150, "lr": 1e-3}))
+    genes = model.module.gene_index.numpy()
+    # the same transform written with scanpy: median library size, log1p, per-gene mean and std
+    expected = train.copy()
+    expected.X = expected.X.astype(np.float64)
+    sc.pp.normalize_total(expected, target_sum=float(np.median(np.asarray(train.X.sum(axis=1)))))
+    sc.pp.log1p(expected)
+    log = expected.X[:, genes].toarray()
+    mean, std = log.mean(axis=0), log.std(axis=0, ddof=1)
+    std[std == 0] = 1
+    expected = np.clip(np.minimum(log / std, 10) - mean / std, -10, 10)
+    data = model._graph_data_for(None)
+    np.testing.assert_allclose(data.mlp_features, expected, atol=1e-4)
+    # the graph is the expression kNN graph of the uncentred log features, whatever the views read
+    log_model = _model(train, input_features="log")
+    log_model._fit_input_transform(0)
+    assert (data.adjacency != log_model._graph_data_for(None).adjacency).nnz == 0
+    assert ac.metrics.evaluate(train.obs["cell_type"], model.predict())["ARI"] > 0.8
+    # new cells are centred on the training means, not on their own
+    model.save(tmp_path / "model")
+    loaded = SCRCL.load(tmp_path / "model", train)
+    assert loaded.input_features == "scaled"
+    torch.testing.assert_close(loaded.module.gene_mean, model.module.gene_mean)
+    np.testing.assert_array_equal(loaded.predict(held_back), model.predict(held_back))
+    assert ac.metrics.evaluate(held_back.obs["cell_type"], loaded.predict(held_back))["ARI"] > 0.8
+
+
+def test_models_saved_without_gene_means_still_load(counts, tmp_path):
+    # models saved before input_features="scaled" existed read uncentred features
+    model = _model(counts, input_features="log")
+    model.train(**TRAIN)
+    model.save(tmp_path / "model")
+    # a checkpoint from before input_features="scaled" has no gene_mean buffer
+    path = tmp_path / "model" / "model.pt"
+    saved = torch.load(path, weights_only=False)
+    del saved["model_state_dict"]["gene_mean"]
+    torch.save(saved, path)
+    loaded = SCRCL.load(tmp_path / "model", counts)
+    np.testing.assert_array_equal(loaded.predict(), model.predict())
 
 
 def test_graph_normalization_chooses_the_gcn_propagation(counts, tmp_path, monkeypatch):
@@ -174,7 +219,8 @@ def test_metric_chooses_the_expression_graph(counts):
     model = _model(counts, metric="cosine")
     model._fit_input_transform(0)
     data = model._graph_data_for(None)
-    coordinates = (data.mlp_features - model.module.pca_mean.numpy()) @ model.module.pca_components.numpy().T
+    log_features = model._log_features(model.adata)  # the graph reads the uncentred log features
+    coordinates = (log_features - model.module.pca_mean.numpy()) @ model.module.pca_components.numpy().T
     assert model.n_neighbors == 10  # the default for expression graphs
     expected = expression_graph(coordinates, n_neighbors=10, metric="cosine")
     assert (data.adjacency != expected).nnz == 0

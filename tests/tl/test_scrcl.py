@@ -146,8 +146,9 @@ def test_real_visium_slice_with_defaults_beats_expression_baselines():
 
 @pytest.mark.slow
 def test_views_cluster_a_real_dataset_better_than_the_refined_views():
-    # PBMC 10x (../shared/data, 4271 cells, 8 types): the default readout, the two views, reached
-    # ARI 0.63-0.72 over 5 seeds and the paper's refined views 0.38-0.42 over 3 (best baseline 0.72)
+    # PBMC 10x (../shared/data, 4271 cells, 8 types): with the default centred input the two views
+    # reached ARI 0.70-0.73 over 5 seeds and the paper's refined views 0.53 (seed 0; 0.38-0.42 with
+    # the uncentred input); best baseline 0.72
     adata = shared_dataset("pbmc_10x")
     truth = adata.obs.pop("cell_type")
     options = {"n_top_genes": 2000, "enable_progress_bar": False, "copy": True}
@@ -155,7 +156,7 @@ def test_views_cluster_a_real_dataset_better_than_the_refined_views():
     refined = ac.tl.scrcl(adata, truth.nunique(), representation="refined", **options)
     ari_views = ac.metrics.evaluate(truth, views.obs["scrcl"])["ARI"]
     ari_refined = ac.metrics.evaluate(truth, refined.obs["scrcl"])["ARI"]
-    assert ari_views > 0.55 and ari_views > ari_refined + 0.15, (ari_views, ari_refined)
+    assert ari_views > 0.6 and ari_views > ari_refined + 0.05, (ari_views, ari_refined)
 
 
 def test_user_graph_is_used(counts):

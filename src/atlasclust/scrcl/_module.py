@@ -67,6 +67,7 @@ class SCRCLModule(BaseModuleClass):
         self.projector = nn.Linear(n_hidden, n_input)
         # input transform and fixed gene side, set from the training data by the model (and saved)
         self.register_buffer("gene_index", torch.arange(n_input))
+        self.register_buffer("gene_mean", torch.zeros(n_input))
         self.register_buffer("gene_std", torch.ones(n_input))
         self.register_buffer("median_library_size", torch.tensor(1.0))
         self.register_buffer("pca_mean", torch.zeros(n_input))
@@ -86,6 +87,8 @@ class SCRCLModule(BaseModuleClass):
         self.gene_edge_weights = weights.to(self.gene_descriptors)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # models saved before input_features="scaled" existed never read the gene means
+        state_dict.setdefault(prefix + "gene_mean", torch.zeros_like(self.gene_mean))
         # sizes only known from the data: take the saved shapes
         for name in ("gene_edges", "gene_edge_weights", "cluster_centers"):
             if prefix + name in state_dict:
