@@ -6,6 +6,7 @@ from helpers import FAST
 
 import atlasclust as ac
 from atlasclust._assign import leiden_on_embedding
+from atlasclust.bgformer._model import default_max_epochs
 from atlasclust.data import training_view
 from atlasclust.models import BGFormer
 
@@ -109,3 +110,14 @@ def test_sparse_counts_are_densified_on_the_host_for_inference_on_the_cpu(cluste
     dense = adata.copy()
     dense.X = dense.X.toarray()
     np.testing.assert_array_equal(model.get_latent_representation(dense), latent)
+
+
+def test_default_epochs_count_steps_of_the_batch_used():
+    # the default batch of 256: 15 epochs on large data, more on small data for about 300 steps
+    assert default_max_epochs(50_000) == 15
+    assert default_max_epochs(1_000) == 77
+    # a batch of 16,384 takes 4 steps per epoch on 50,000 cells: 99 epochs make 396 steps
+    assert default_max_epochs(50_000, 16_384) == 99
+    assert default_max_epochs(1_000_000, 16_384) == 15
+    # a batch as large as the data: one step per epoch, at most 300 epochs
+    assert default_max_epochs(1_000, 4_096) == 300

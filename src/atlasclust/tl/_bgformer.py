@@ -79,8 +79,8 @@ def bgformer(
     resolution
         Leiden resolution, used when ``n_clusters`` is ``None``.
     max_epochs
-        Training epochs (both phases); ``None`` gives at least 15 epochs and about 300 steps of
-        256 cells.
+        Training epochs (both phases); ``None`` gives at least 15 epochs and about 300 optimiser
+        steps of ``batch_size`` cells.
     batch_size
         Cells per mini-batch.
     lr
