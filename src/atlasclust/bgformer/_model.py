@@ -52,7 +52,7 @@ MIN_CELLS = 10
 
 #: Optimiser steps the default training budget reaches at least (with at least 15 epochs). Counted
 #: in batches of the size used: on 50,000 simulated cells, batches of 16,384 reached ARI 0.45 in 15
-#: epochs (60 steps) where 256 and 4,096 reached 0.87 and 0.91 (benchmarks/results/batch_size.md).
+#: epochs (60 steps) and 0.96 in 99 (396 steps); 256 reached 0.87 (benchmarks/results/batch_size.md).
 DEFAULT_MIN_STEPS = 300
 
 
