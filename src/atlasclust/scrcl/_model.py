@@ -86,9 +86,10 @@ DEFAULT_STEPS = 100
 GRAPH_NORMALIZATION_CHOICES = ("auto", *GRAPH_NORMALIZATIONS)
 #: What is clustered and returned as the embedding. The paper clusters the refined views
 #: ``[Z_mlp | Z_gcn]`` (its Eq. 11, ``2 n_refined`` wide); the unrefined views ``[E_mlp | E_gcn]``
-#: (``2 n_hidden`` wide) cluster better on 11 of the 12 shared datasets (mean k-means ARI 0.50
-#: against 0.41 over 3 seeds, same trained models; Zeisel is the exception), see
-#: benchmarks/results/scrcl_representation.md.
+#: (``2 n_hidden`` wide) cluster better on 7 of the 12 shared datasets with the centred input (mean
+#: k-means ARI 0.54 against 0.50 over 3 seeds, same trained models; the refined views win on Baron,
+#: 0.90 against 0.62, and by less on pollen, Zeisel and two DLPFC slices), see
+#: benchmarks/results/scrcl_representation.md. Their concatenation did no better (2 seeds, 8 datasets).
 REPRESENTATIONS = ("views", "refined")
 #: What the views read: log-normalised expression divided by each gene's spread (``"log"``), the same
 #: centred on each gene's mean (``"scaled"``, as ``sc.pp.scale``), or the raw counts (``"counts"``, the
