@@ -6,7 +6,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import scanpy as sc
-from sklearn.cluster import KMeans
+from sklearn.cluster import AgglomerativeClustering, KMeans
 
 
 def leiden_on_embedding(
@@ -21,13 +21,36 @@ def leiden_on_embedding(
     return embedded.obs["leiden"].cat.codes.to_numpy()
 
 
-def cluster_centers(latent: np.ndarray, n_clusters: int | None, *, resolution: float, random_state: int) -> np.ndarray:
-    """Centres of k-means with ``n_clusters`` (at most the number of distinct rows), or of Leiden's clusters."""
+def cluster_centers(
+    latent: np.ndarray, n_clusters: int | None, *, resolution: float, random_state: int, merge: bool = False
+) -> np.ndarray:
+    """Centres of k-means with ``n_clusters`` (at most the number of distinct rows), or of Leiden's clusters.
+
+    With ``merge``, the k-means clusters come from :func:`merged_kmeans_labels`.
+    """
     if n_clusters is not None:
         n_clusters = min(n_clusters, len(np.unique(latent, axis=0)))
-        return KMeans(n_clusters=n_clusters, n_init=10, random_state=random_state).fit(latent).cluster_centers_
-    groups = leiden_on_embedding(latent, resolution=resolution, random_state=random_state)
+        if not merge:
+            return KMeans(n_clusters=n_clusters, n_init=10, random_state=random_state).fit(latent).cluster_centers_
+        groups = merged_kmeans_labels(latent, n_clusters, random_state=random_state)
+    else:
+        groups = leiden_on_embedding(latent, resolution=resolution, random_state=random_state)
     return np.stack([latent[groups == g].mean(axis=0) for g in np.unique(groups)])
+
+
+def merged_kmeans_labels(latent: np.ndarray, n_clusters: int, *, random_state: int, oversplit: int = 2) -> np.ndarray:
+    """``n_clusters`` groups: k-means with ``oversplit * n_clusters`` clusters, merged by Ward linkage of their centres.
+
+    k-means at the number of cell types tends to cut a large type in two and to join two small
+    ones; splitting finer first and then joining the closest sub-clusters keeps large types whole
+    more often.
+    """
+    n_fine = min(oversplit * n_clusters, len(np.unique(latent, axis=0)))
+    fine = KMeans(n_clusters=n_fine, n_init=10, random_state=random_state).fit(latent)
+    if n_fine == n_clusters:
+        return fine.labels_
+    merged = AgglomerativeClustering(n_clusters=n_clusters, linkage="ward").fit_predict(fine.cluster_centers_)
+    return merged[fine.labels_]
 
 
 def history_frame(history: dict | None) -> pd.DataFrame:

@@ -114,6 +114,19 @@ def test_bad_input_raises_clearly_and_changes_nothing(counts, case):
     assert_unchanged(counts, before)
 
 
+def test_merged_centre_initialisation(counts):
+    ac.tl.bgformer(counts, 4, center_init="merged", **FAST)
+    assert counts.uns["bgformer"]["params"]["center_init"] == "merged"
+    assert ac.metrics.evaluate(counts.obs["cell_type"], counts.obs["bgformer"])["ARI"] >= 0.9
+
+
+def test_unknown_centre_initialisation_is_refused(counts):
+    before = snapshot(counts)
+    with pytest.raises(ValueError, match="center_init='ward' is not one of"):
+        ac.tl.bgformer(counts, 4, center_init="ward", **FAST)
+    assert_unchanged(counts, before)
+
+
 def test_too_few_cells_to_train():
     tiny = ac.datasets.simulate(8, 40, 2, n_markers=5)
     with pytest.raises(ValueError, match="at least 10 cells"):

@@ -124,7 +124,7 @@ def bgformer(
         ``predict`` new cells.
     **kwargs
         Further model options (``dropout``, ``input_noise``, ``anchor_refresh``, ``dec_weight``,
-        ``anchor_weight``, ``n_ffn``) or training options of
+        ``anchor_weight``, ``n_ffn``, ``center_init``) or training options of
         :meth:`~atlasclust.models.BGFormer.train` (``pretrain_fraction``, ``weight_decay``,
         ``train_size``, ``data_on_device``, ``shuffle_block_size``, ``plan_kwargs``, Lightning ``Trainer`` arguments such
         as ``precision="bf16-mixed"``).
