@@ -164,8 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
             method.add_argument(
                 "--input-features",
                 choices=INPUT_FEATURES,
-                default="scaled",
-                help="what the views read: centred scaled log expression (default), uncentred, or raw counts",
+                default="auto",
+                help="what the views read: principal components, centred scaled log expression, uncentred, or raw "
+                "counts; auto (default) takes components without --spatial-key and centred expression with it",
             )
             method.add_argument(
                 "--metric", default="euclidean", help="distance of the expression graph, e.g. cosine (the reference's)"

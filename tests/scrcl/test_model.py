@@ -176,6 +176,50 @@ def test_scaled_input_centres_each_gene_on_its_training_mean(counts, tmp_path):
     assert ac.metrics.evaluate(held_back.obs["cell_type"], loaded.predict(held_back))["ARI"] > 0.8
 
 
+def test_pca_input_feeds_the_principal_components_the_graph_is_built_on(counts, tmp_path):
+    train, held_back = counts[:500].copy(), counts[500:].copy()
+    model = _model(train, n_descriptors=20)
+    assert model.input_features == "pca"  # "auto" without spot coordinates
+    model.train(**(TRAIN | {"max_epochs": 150, "lr": 1e-3}))
+    assert model.module.mlp.in_features == 20 and model.module.gcn_first.linear.in_features == 20
+    assert model.module.projector.out_features == 150  # the refinement still maps to the genes
+    # the same components written with numpy: scaled log expression (uncentred, clipped at 10), SVD
+    genes = model.module.gene_index.numpy()
+    log = train.X[:, genes].toarray().astype(np.float64)
+    library = np.asarray(train.X.sum(axis=1)).ravel()
+    log = np.log1p(log * np.median(library) / library[:, None])
+    std = log.std(axis=0, ddof=1)
+    std[std == 0] = 1
+    scaled = np.minimum(log / std, 10)
+    centred = scaled - scaled.mean(axis=0)
+    _, _, axes = np.linalg.svd(centred, full_matrices=False)
+    expected = centred @ axes[:3].T
+    data = model._graph_data_for(None)
+    assert data.mlp_features.shape == (500, 20)
+    # the three components that separate the four groups agree up to their sign (the later ones
+    # are noise of nearly equal variance, whose order a randomised solver may change)
+    np.testing.assert_allclose(np.abs(data.mlp_features[:, :3]), np.abs(expected), atol=1e-2 * np.abs(expected).max())
+    # the graph is the expression kNN graph of the same log features, whatever the views read
+    log_model = _model(train, input_features="log", n_descriptors=20)
+    log_model._fit_input_transform(0)
+    assert (data.adjacency != log_model._graph_data_for(None).adjacency).nnz == 0
+    assert ac.metrics.evaluate(train.obs["cell_type"], model.predict())["ARI"] > 0.8
+    # new cells are projected on the training axes
+    model.save(tmp_path / "model")
+    loaded = SCRCL.load(tmp_path / "model", train)
+    assert loaded.input_features == "pca"
+    np.testing.assert_array_equal(loaded.predict(held_back), model.predict(held_back))
+    assert ac.metrics.evaluate(held_back.obs["cell_type"], loaded.predict(held_back))["ARI"] > 0.8
+
+
+def test_input_features_auto_reads_expression_with_spot_coordinates():
+    tissue = ac.datasets.simulate_tissue(10, 10, 2, 100, random_state=0)
+    view = training_view(tissue, obsm_keys=("spatial",))
+    SCRCL.setup_anndata(view, spatial_key="spatial")
+    assert SCRCL(view, 2, n_top_genes=50).input_features == "scaled"
+    assert SCRCL(view, 2, n_top_genes=50, input_features="pca").input_features == "pca"
+
+
 def test_models_saved_without_gene_means_still_load(counts, tmp_path):
     # models saved before input_features="scaled" existed read uncentred features
     model = _model(counts, input_features="log")

@@ -25,7 +25,8 @@ class SCRCLModule(BaseModuleClass):
     Parameters
     ----------
     n_input
-        Number of genes the views read.
+        Number of genes (of the projector and the gene embeddings; and of the views' input
+        unless ``n_view_input`` is given).
     n_hidden
         Width of both views' embeddings.
     n_refined
@@ -40,6 +41,9 @@ class SCRCLModule(BaseModuleClass):
         Weight of the neighbourhood contrastive loss (``lambda1`` in the reference).
     beta
         Weight of the cross-view consistency loss (``lambda2`` in the reference).
+    n_view_input
+        Width of the views' input when it is not the genes (the principal components); ``None``
+        gives ``n_input``.
     """
 
     def __init__(
@@ -53,13 +57,15 @@ class SCRCLModule(BaseModuleClass):
         temperature: float = 1.0,
         alpha: float = 100.0,
         beta: float = 1.0,
+        n_view_input: int | None = None,
     ):
         super().__init__()
+        n_view_input = n_input if n_view_input is None else n_view_input
         self.temperature = temperature
         self.alpha = alpha
         self.beta = beta
-        self.mlp = nn.Linear(n_input, n_hidden)
-        self.gcn_first = GraphConvolution(n_input, n_hidden)
+        self.mlp = nn.Linear(n_view_input, n_hidden)
+        self.gcn_first = GraphConvolution(n_view_input, n_hidden)
         self.gcn_second = GraphConvolution(n_hidden, n_hidden)
         self.gcn_head = nn.Linear(n_hidden, n_hidden)
         self.dropout = nn.Dropout(dropout)

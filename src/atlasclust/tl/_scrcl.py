@@ -151,8 +151,8 @@ def scrcl(
         Also return the trained :class:`~atlasclust.models.SCRCL`.
     **kwargs
         Further model options (``metric`` of the expression graph, ``n_refined``, ``n_descriptors``,
-        ``dropout``, ``input_features``) or
-        training options of :meth:`~atlasclust.models.SCRCL.train` (``weight_decay``,
+        ``dropout``, ``input_features``: what the views read, by default the principal components
+        of the expression, or the centred expression with ``spatial_key``) or training options of :meth:`~atlasclust.models.SCRCL.train` (``weight_decay``,
         ``strategy``, ``plan_kwargs``, Lightning ``Trainer`` arguments).
 
     Returns
@@ -247,6 +247,7 @@ def scrcl(
         "smoothing_used": list(model.smoothing),
         "n_neighbors_used": model.n_neighbors,
         "graph_normalization_used": model.graph_normalization,
+        "input_features_used": model.input_features,
         "versions": package_versions(),
     }
     target = adata.copy() if copy else adata
