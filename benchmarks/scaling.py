@@ -263,6 +263,7 @@ def main() -> None:
     parser.add_argument("--precision", help="Lightning's precision, e.g. bf16-mixed")
     parser.add_argument("--shuffle-block-size", type=int, help="tl.bgformer's shuffle_block_size")
     parser.add_argument("--lr", type=float, help="learning rate passed to tl.<method>")
+    parser.add_argument("--input-features", help="tl.scrcl's input_features; its default (auto) if left out")
     parser.add_argument("--data-dir", default=str(HERE / "data"))
     parser.add_argument("--out", default=str(RESULTS / "scaling"))
     parser.add_argument("--make-data", nargs=2, help=argparse.SUPPRESS)
@@ -285,6 +286,7 @@ def main() -> None:
             ("precision", args.precision),
             ("shuffle_block_size", args.shuffle_block_size),
             ("lr", args.lr),
+            ("input_features", args.input_features),
         )
         if value is not None
     }
