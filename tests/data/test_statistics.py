@@ -5,7 +5,14 @@ import scanpy as sc
 import scipy.sparse as sp
 
 import atlasclust as ac
-from atlasclust.data import log_normalized_moments, scan_counts, select_top_genes, selected_counts
+from atlasclust.data import (
+    log_normalized_moments,
+    projected_log_features,
+    scaled_log_features,
+    scan_counts,
+    select_top_genes,
+    selected_counts,
+)
 
 
 def test_scan_matches_direct_computation(counts):
@@ -93,3 +100,28 @@ def test_selected_counts_read_in_chunks_equal_the_dense_columns(counts, tmp_path
     result = selected_counts(backed.X, genes, chunk_size=64)
     assert result.dtype == np.float32
     np.testing.assert_array_equal(result, expected)
+
+
+def test_scaled_rows_and_projected_features_read_in_chunks_equal_the_dense_computation(counts, tmp_path):
+    genes = np.arange(0, 200, 3)
+    library = np.asarray(counts.X.sum(axis=1)).ravel()
+    std = np.linspace(0.5, 2.0, len(genes))
+    log = np.log1p(counts.X[:, genes].toarray() * 1000.0 / library[:, None])
+    expected = np.minimum(log / std, 10)
+    options = {"target_sum": 1000.0, "std": std}
+    full = scaled_log_features(counts.X, library, genes, **options, chunk_size=64)
+    np.testing.assert_allclose(full, expected, rtol=1e-6)
+    # a sorted subset of rows spread over several chunks
+    rows = np.array([0, 3, 63, 64, 65, 200, 599])
+    np.testing.assert_array_equal(
+        scaled_log_features(counts.X, library, genes, **options, rows=rows, chunk_size=64), full[rows]
+    )
+    # coordinates on given axes, without the cells x genes matrix, from memory or a backed file
+    axes = np.random.default_rng(0).normal(size=(5, len(genes)))
+    center = expected.mean(axis=0)
+    counts.write_h5ad(tmp_path / "counts.h5ad")
+    backed = ad.read_h5ad(tmp_path / "counts.h5ad", backed="r")
+    for matrix in (counts.X, backed.X):
+        projected = projected_log_features(matrix, library, genes, **options, center=center, axes=axes, chunk_size=64)
+        assert projected.shape == (600, 5) and projected.dtype == np.float32
+        np.testing.assert_allclose(projected, (expected - center) @ axes.T, rtol=1e-4, atol=1e-4)

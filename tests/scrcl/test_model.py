@@ -5,9 +5,10 @@ import scvi
 import torch
 
 import atlasclust as ac
-from atlasclust.data import training_view
+from atlasclust.data import scaled_log_features, training_view
 from atlasclust.models import SCRCL
 from atlasclust.pp._graphs import expression_graph, gcn_normalize
+from atlasclust.scrcl import _model as scrcl_model
 
 OPTIONS = {"n_top_genes": 150, "n_hidden": 64}
 TRAIN = {"max_epochs": 20, "enable_progress_bar": False}
@@ -210,6 +211,40 @@ def test_pca_input_feeds_the_principal_components_the_graph_is_built_on(counts, 
     assert loaded.input_features == "pca"
     np.testing.assert_array_equal(loaded.predict(held_back), model.predict(held_back))
     assert ac.metrics.evaluate(held_back.obs["cell_type"], loaded.predict(held_back))["ARI"] > 0.8
+
+
+def test_pca_input_of_large_data_never_forms_the_cells_by_genes_matrix(counts, monkeypatch):
+    # above PCA_FIT_MAX_CELLS cells the axes come from a sample and every cell is projected in chunks
+    monkeypatch.setattr(scrcl_model, "PCA_FIT_MAX_CELLS", 250)
+    formed = []
+    original = scrcl_model.scaled_log_features
+
+    def recording(*args, **kwargs):
+        result = original(*args, **kwargs)
+        formed.append(result.shape[0])
+        return result
+
+    monkeypatch.setattr(scrcl_model, "scaled_log_features", recording)
+    model = _model(counts, n_descriptors=20)
+    model.train(**(TRAIN | {"max_epochs": 150, "lr": 1e-3}))
+    assert formed == [250]  # the sample the axes were learned from, and nothing of all 600 cells
+    data = model._graph_data_for(None)
+    assert data.mlp_features.shape == (600, 20)
+    dense = model._components(counts, original_log_features(model, counts))
+    np.testing.assert_allclose(data.mlp_features, dense, rtol=1e-4, atol=1e-4)
+    assert ac.metrics.evaluate(counts.obs["cell_type"], model.predict())["ARI"] > 0.8
+
+
+def original_log_features(model, adata):
+    """The dense scaled log features of all cells, computed without the model's shortcuts."""
+    library = np.asarray(adata.X.sum(axis=1)).ravel()
+    return scaled_log_features(
+        adata.X,
+        library,
+        model.module.gene_index.numpy(),
+        target_sum=float(model.module.median_library_size),
+        std=model.module.gene_std.numpy(),
+    )
 
 
 def test_input_features_auto_reads_expression_with_spot_coordinates():

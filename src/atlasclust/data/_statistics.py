@@ -200,19 +200,50 @@ def scaled_log_features(
     target_sum: float,
     std: np.ndarray,
     max_value: float = 10.0,
+    rows: np.ndarray | None = None,
     chunk_size: int | None = None,
 ) -> np.ndarray:
     """Dense float32 ``log1p(x * target_sum / library) / std`` on the chosen genes, clipped at ``max_value``.
 
     Like ``sc.pp.scale(zero_center=False, max_value=10)`` after ``normalize_total`` and ``log1p``
     (scRCL's spatial preprocessing), with the statistics given so new cells get the same transform.
+    ``rows`` (sorted indices) keeps only those cells.
     """
-    features = np.empty((matrix.shape[0], len(gene_index)), dtype=np.float32)
+    n_rows = matrix.shape[0] if rows is None else len(rows)
+    features = np.empty((n_rows, len(gene_index)), dtype=np.float32)
+    filled = 0
     for start, stop, chunk in iter_row_chunks(matrix, chunk_size=chunk_size):
-        sub = sp.diags(target_sum / library_size[start:stop]) @ chunk[:, gene_index]
+        library = library_size[start:stop]
+        if rows is not None:
+            local = rows[(rows >= start) & (rows < stop)] - start
+            chunk, library = chunk[local], library[local]
+        sub = sp.diags(target_sum / library) @ chunk[:, gene_index]
         sub.data = np.log1p(sub.data)
-        features[start:stop] = np.minimum(sub.toarray() / std, max_value)
+        features[filled : filled + sub.shape[0]] = np.minimum(sub.toarray() / std, max_value)
+        filled += sub.shape[0]
     return features
+
+
+def projected_log_features(
+    matrix,
+    library_size: np.ndarray,
+    gene_index: np.ndarray,
+    *,
+    target_sum: float,
+    std: np.ndarray,
+    center: np.ndarray,
+    axes: np.ndarray,
+    chunk_size: int | None = None,
+) -> np.ndarray:
+    """Float32 coordinates ``(scaled_log_features - center) @ axes.T`` of every cell, read in row chunks.
+
+    Only ``cells x len(axes)`` is kept, never the ``cells x genes`` matrix.
+    """
+    coordinates = np.empty((matrix.shape[0], len(axes)), dtype=np.float32)
+    for start, stop, chunk in iter_row_chunks(matrix, chunk_size=chunk_size):
+        features = scaled_log_features(chunk, library_size[start:stop], gene_index, target_sum=target_sum, std=std)
+        coordinates[start:stop] = (features - center) @ axes.T
+    return coordinates
 
 
 def selected_counts(matrix, gene_index: np.ndarray, *, chunk_size: int | None = None) -> np.ndarray:

@@ -29,6 +29,7 @@ from atlasclust.data import (
     describe_source,
     fits_on_gpu,
     log_normalized_moments,
+    projected_log_features,
     scaled_log_features,
     scan_counts,
     select_top_genes,
@@ -58,6 +59,8 @@ MAX_SCALED = 10.0
 MIN_CELLS = 10
 #: Above this many cells, training goes by mini-batches of seed cells and their neighbours.
 FULL_BATCH_MAX_CELLS = 20_000
+#: Most cells whose scaled log expression the principal axes are learned from (a random sample above).
+PCA_FIT_MAX_CELLS = 50_000
 #: Seed cells per mini-batch when the data are too large for one batch.
 DEFAULT_SEEDS_PER_BATCH = 2048
 #: Feature smoothing (graph powers of the MLP-view and GCN-view inputs) on spatial data: the
@@ -154,7 +157,9 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         Width of the gene embeddings and of each refined view; defaults to ``n_clusters`` (the
         reference's choice) or 16 when ``n_clusters`` is ``None``. The embedding has twice this width.
     n_descriptors
-        Principal axes describing each gene to the gene encoder (and giving the expression graph).
+        Principal axes of the scaled log expression: they describe each gene to the gene encoder,
+        give the expression graph and, with ``input_features="pca"``, the views' input. They are
+        learned from at most :data:`PCA_FIT_MAX_CELLS` cells (a random sample above).
     dropout
         Dropout before the GCN head and the refinement projector.
     temperature
@@ -361,8 +366,13 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         module.gene_mean = torch.as_tensor(mean, dtype=torch.float32)
         module.gene_std = torch.as_tensor(std, dtype=torch.float32)
         module.median_library_size = torch.tensor(median, dtype=torch.float32)
-        features = scaled_log_features(matrix, statistics.library_size, gene_index, target_sum=median, std=std)
-
+        n_obs = matrix.shape[0]
+        fit_rows = None  # the principal axes of at most PCA_FIT_MAX_CELLS cells: no cells x genes array of all
+        if n_obs > PCA_FIT_MAX_CELLS:
+            fit_rows = np.sort(np.random.default_rng(random_state).choice(n_obs, PCA_FIT_MAX_CELLS, replace=False))
+        features = scaled_log_features(
+            matrix, statistics.library_size, gene_index, target_sum=median, std=std, rows=fit_rows
+        )
         pca = PCA(n_components=self.n_descriptors, svd_solver="randomized", random_state=random_state).fit(features)
         module.pca_mean = torch.as_tensor(pca.mean_, dtype=torch.float32)
         module.pca_components = torch.as_tensor(pca.components_, dtype=torch.float32)
@@ -376,7 +386,7 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
             torch.as_tensor(propagation.data, dtype=torch.float32),
         )
         self.selected_genes_ = np.asarray(self.adata.var_names[gene_index]).astype(str)
-        self._graph_data[id(self.adata)] = self._build_graph_data(self.adata, features)
+        self._graph_data[id(self.adata)] = self._build_graph_data(self.adata, features if fit_rows is None else None)
 
     def _log_features(self, adata: ad.AnnData) -> np.ndarray:
         """The scaled log expression of ``adata`` (validated counts, training statistics)."""
@@ -391,13 +401,34 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
             std=self.module.gene_std.cpu().numpy(),
         )
 
-    def _components(self, log_features: np.ndarray) -> np.ndarray:
-        """Coordinates of scaled log features on the training data's principal axes."""
-        centred = log_features - self.module.pca_mean.cpu().numpy()
-        return (centred @ self.module.pca_components.cpu().numpy().T).astype(np.float32)
+    def _components(self, adata: ad.AnnData, log_features: np.ndarray | None = None) -> np.ndarray:
+        """Coordinates of ``adata``'s cells on the training principal axes (of ``log_features`` if given).
 
-    def cell_graph(self, adata: ad.AnnData, features: np.ndarray | None = None):
-        """The binary symmetric cell graph the model uses for ``adata`` (spatial, given or expression kNN)."""
+        Without ``log_features`` the counts are validated and read in chunks of cells, so only the
+        ``cells x n_descriptors`` result is formed.
+        """
+        center = self.module.pca_mean.cpu().numpy()
+        axes = self.module.pca_components.cpu().numpy()
+        if log_features is not None:
+            return ((log_features - center) @ axes.T).astype(np.float32)
+        layer = self._setup_args["layer"]
+        matrix = counts_matrix(adata, layer)
+        statistics = scan_counts(matrix, source=describe_source(layer))
+        return projected_log_features(
+            matrix,
+            statistics.library_size,
+            self.module.gene_index.cpu().numpy(),
+            target_sum=float(self.module.median_library_size),
+            std=self.module.gene_std.cpu().numpy(),
+            center=center,
+            axes=axes,
+        )
+
+    def cell_graph(self, adata: ad.AnnData, components: np.ndarray | None = None):
+        """The binary symmetric cell graph the model uses for ``adata`` (spatial, given or expression kNN).
+
+        ``components`` are ``adata``'s principal-component coordinates, if already computed.
+        """
         spatial_key = self._setup_args["spatial_key"]
         graph_key = self._setup_args["graph_key"]
         if spatial_key is not None:
@@ -406,8 +437,8 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         elif graph_key is not None:
             graph = binary_symmetric(adata.obsp[graph_key], name=f"obsp[{graph_key!r}]")
         else:
-            features = self._log_features(adata) if features is None else features
-            graph = expression_graph(self._components(features), n_neighbors=self.n_neighbors, metric=self.metric)
+            components = self._components(adata) if components is None else components
+            graph = expression_graph(components, n_neighbors=self.n_neighbors, metric=self.metric)
         isolated = int(np.sum(np.diff(graph.indptr) == 0))
         if isolated:
             logger.warning(
@@ -420,11 +451,15 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         """The cell graph and the views' input of ``adata`` (``log_features`` if already computed)."""
         setup = self._setup_args
         expression_graph_needed = setup["spatial_key"] is None and setup["graph_key"] is None
-        if log_features is None and (self.input_features != "counts" or expression_graph_needed):
+        if log_features is None and self.input_features in ("scaled", "log"):
             log_features = self._log_features(adata)  # validates the counts on the way
-        graph = self.cell_graph(adata, log_features)
+        components = None
+        if self.input_features == "pca" or expression_graph_needed:
+            # from the chunks of counts when no log features were formed (validating them)
+            components = self._components(adata, log_features)
+        graph = self.cell_graph(adata, components)
         if self.input_features == "pca":
-            features = self._components(log_features)
+            features = components
         elif self.input_features == "log":
             features = log_features
         elif self.input_features == "scaled":
@@ -434,7 +469,7 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
             np.clip(features, -MAX_SCALED, MAX_SCALED, out=features)
         else:
             matrix = counts_matrix(adata, setup["layer"])
-            if log_features is None:  # counts read for nothing else: validate them here
+            if components is None:  # counts read for nothing else: validate them here
                 scan_counts(matrix, source=describe_source(setup["layer"]))
             features = selected_counts(matrix, self.module.gene_index.cpu().numpy())
         return CellGraphData.build(graph, features, smoothing=self.smoothing, normalization=self.graph_normalization)
