@@ -163,18 +163,9 @@ def test_scaled_input_centres_each_gene_on_its_training_mean(counts, tmp_path):
     expected = np.clip(np.minimum(log / std, 10) - mean / std, -10, 10)
     data = model._graph_data_for(None)
     np.testing.assert_allclose(data.mlp_features, expected, atol=1e-4)
-    # the graph is the expression kNN graph of the uncentred log features, whatever the views read
-    log_model = _model(train, input_features="log")
-    log_model._fit_input_transform(0)
-    assert (data.adjacency != log_model._graph_data_for(None).adjacency).nnz == 0
-    assert ac.metrics.evaluate(train.obs["cell_type"], model.predict())["ARI"] > 0.8
     # new cells are centred on the training means, not on their own
-    model.save(tmp_path / "model")
-    loaded = SCRCL.load(tmp_path / "model", train)
-    assert loaded.input_features == "scaled"
+    loaded = _check_graph_and_new_cells(model, train, held_back, tmp_path)
     torch.testing.assert_close(loaded.module.gene_mean, model.module.gene_mean)
-    np.testing.assert_array_equal(loaded.predict(held_back), model.predict(held_back))
-    assert ac.metrics.evaluate(held_back.obs["cell_type"], loaded.predict(held_back))["ARI"] > 0.8
 
 
 def test_pca_input_feeds_the_principal_components_the_graph_is_built_on(counts, tmp_path):
@@ -200,17 +191,22 @@ def test_pca_input_feeds_the_principal_components_the_graph_is_built_on(counts, 
     # the three components that separate the four groups agree up to their sign (the later ones
     # are noise of nearly equal variance, whose order a randomised solver may change)
     np.testing.assert_allclose(np.abs(data.mlp_features[:, :3]), np.abs(expected), atol=1e-2 * np.abs(expected).max())
-    # the graph is the expression kNN graph of the same log features, whatever the views read
-    log_model = _model(train, input_features="log", n_descriptors=20)
-    log_model._fit_input_transform(0)
-    assert (data.adjacency != log_model._graph_data_for(None).adjacency).nnz == 0
-    assert ac.metrics.evaluate(train.obs["cell_type"], model.predict())["ARI"] > 0.8
     # new cells are projected on the training axes
+    _check_graph_and_new_cells(model, train, held_back, tmp_path, n_descriptors=20)
+
+
+def _check_graph_and_new_cells(model, train, held_back, tmp_path, **options) -> SCRCL:
+    """The graph is the log features' kNN graph whatever the views read; a reloaded model predicts new cells."""
+    log_model = _model(train, input_features="log", **options)
+    log_model._fit_input_transform(0)
+    assert (model._graph_data_for(None).adjacency != log_model._graph_data_for(None).adjacency).nnz == 0
+    assert ac.metrics.evaluate(train.obs["cell_type"], model.predict())["ARI"] > 0.8
     model.save(tmp_path / "model")
     loaded = SCRCL.load(tmp_path / "model", train)
-    assert loaded.input_features == "pca"
+    assert loaded.input_features == model.input_features
     np.testing.assert_array_equal(loaded.predict(held_back), model.predict(held_back))
     assert ac.metrics.evaluate(held_back.obs["cell_type"], loaded.predict(held_back))["ARI"] > 0.8
+    return loaded
 
 
 def test_pca_input_of_large_data_never_forms_the_cells_by_genes_matrix(counts, monkeypatch):

@@ -388,18 +388,18 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         self.selected_genes_ = np.asarray(self.adata.var_names[gene_index]).astype(str)
         self._graph_data[id(self.adata)] = self._build_graph_data(self.adata, features if fit_rows is None else None)
 
-    def _log_features(self, adata: ad.AnnData) -> np.ndarray:
-        """The scaled log expression of ``adata`` (validated counts, training statistics)."""
+    def _read_counts(self, adata: ad.AnnData) -> tuple:
+        """Validated counts of ``adata``, their library sizes, the model's genes and transform."""
         layer = self._setup_args["layer"]
         matrix = counts_matrix(adata, layer)
         statistics = scan_counts(matrix, source=describe_source(layer))
-        return scaled_log_features(
-            matrix,
-            statistics.library_size,
-            self.module.gene_index.cpu().numpy(),
-            target_sum=float(self.module.median_library_size),
-            std=self.module.gene_std.cpu().numpy(),
-        )
+        transform = {"target_sum": float(self.module.median_library_size), "std": self.module.gene_std.cpu().numpy()}
+        return matrix, statistics.library_size, self.module.gene_index.cpu().numpy(), transform
+
+    def _log_features(self, adata: ad.AnnData) -> np.ndarray:
+        """The scaled log expression of ``adata`` (validated counts, training statistics)."""
+        matrix, library_size, gene_index, transform = self._read_counts(adata)
+        return scaled_log_features(matrix, library_size, gene_index, **transform)
 
     def _components(self, adata: ad.AnnData, log_features: np.ndarray | None = None) -> np.ndarray:
         """Coordinates of ``adata``'s cells on the training principal axes (of ``log_features`` if given).
@@ -411,18 +411,8 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         axes = self.module.pca_components.cpu().numpy()
         if log_features is not None:
             return ((log_features - center) @ axes.T).astype(np.float32)
-        layer = self._setup_args["layer"]
-        matrix = counts_matrix(adata, layer)
-        statistics = scan_counts(matrix, source=describe_source(layer))
-        return projected_log_features(
-            matrix,
-            statistics.library_size,
-            self.module.gene_index.cpu().numpy(),
-            target_sum=float(self.module.median_library_size),
-            std=self.module.gene_std.cpu().numpy(),
-            center=center,
-            axes=axes,
-        )
+        matrix, library_size, gene_index, transform = self._read_counts(adata)
+        return projected_log_features(matrix, library_size, gene_index, **transform, center=center, axes=axes)
 
     def cell_graph(self, adata: ad.AnnData, components: np.ndarray | None = None):
         """The binary symmetric cell graph the model uses for ``adata`` (spatial, given or expression kNN).
