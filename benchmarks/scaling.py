@@ -224,19 +224,34 @@ def write_table(rows: list[dict]) -> str:
                 f"{'' if gpu_mb is None else f'{gpu_mb:.0f}'} | {r['ARI']:.3f} | {options} | "
                 f"{r['machine']}, {r['date']}{_note(r)} |"
             )
-        # exponents over one batch size: the most common one among the mini-batch runs
-        mini = [r for r in group if r["batch_size"] < r["n_cells"]]
+        lines += ["", *_exponent_lines(group)]
+    return "\n".join(lines) + "\n"
+
+
+def _exponent_lines(group: list[dict]) -> list[str]:
+    """Fitted exponents against N, one line per set of options run at two or more sizes.
+
+    Rows with other options measure other code paths, so fitting across them would mix them.
+    """
+    lines = []
+    for options in sorted({json.dumps(r.get("options") or {}) for r in group}):
+        rows = [r for r in group if json.dumps(r.get("options") or {}) == options]
+        if len({r["n_cells"] for r in rows}) < 2:
+            continue
+        # train time over one batch size: the most common one among the mini-batch runs
+        mini = [r for r in rows if r["batch_size"] < r["n_cells"]]
         if mini:
             common = max({r["batch_size"] for r in mini}, key=[r["batch_size"] for r in mini].count)
             mini = [r for r in mini if r["batch_size"] == common]
-        lines += [
-            "",
-            f"Exponent of peak memory against N: {_exponent(group, 'peak_mb'):.2f} (all rows); of peak minus "
-            f"data memory: {_exponent([r | {'own': r['peak_mb'] - r['data_mb']} for r in group], 'own'):.2f}; "
-            f"of train time per epoch (mini-batch rows of one batch size): "
-            f"{_exponent(mini, 'train_seconds_per_epoch'):.2f}.",
-        ]
-    return "\n".join(lines) + "\n"
+        label = ", ".join(f"{k}={v}" for k, v in json.loads(options).items()) or "no options"
+        sizes = sorted({r["n_cells"] for r in rows})
+        lines.append(
+            f"Exponents against N, rows with {label} ({sizes[0]:,} to {sizes[-1]:,} cells): peak memory "
+            f"{_exponent(rows, 'peak_mb'):.2f}; peak minus data memory "
+            f"{_exponent([r | {'own': r['peak_mb'] - r['data_mb']} for r in rows], 'own'):.2f}; train time per "
+            f"epoch (mini-batch rows of one batch size) {_exponent(mini, 'train_seconds_per_epoch'):.2f}."
+        )
+    return lines or ["No set of options was run at two sizes: no exponent."]
 
 
 def _note(row: dict) -> str:
