@@ -152,8 +152,9 @@ def scrcl(
     **kwargs
         Further model options (``metric`` of the expression graph, ``n_refined``, ``n_descriptors``,
         ``dropout``, ``input_features``: what the views read, by default the principal components
-        of the expression, or the centred expression with ``spatial_key``) or training options of :meth:`~atlasclust.models.SCRCL.train` (``weight_decay``,
-        ``strategy``, ``plan_kwargs``, Lightning ``Trainer`` arguments).
+        of the expression, or the centred expression with ``spatial_key``) or training options of
+        :meth:`~atlasclust.models.SCRCL.train` (``weight_decay``, ``strategy``, ``plan_kwargs``,
+        Lightning ``Trainer`` arguments).
 
     Returns
     -------
