@@ -63,7 +63,9 @@ def write_table(rows: list[dict]) -> str:
     lines = [
         "# scRCL: which embedding to cluster",
         "",
-        "`python benchmarks/scrcl_representation.py`: `tl.scrcl` with its defaults, K = true number of labels; "
+        "`python benchmarks/scrcl_representation.py`: `tl.scrcl` with its defaults (the views read the principal "
+        "components on the scRNA-seq datasets and the centred genes on the DLPFC slices, with their coordinates), "
+        "K = true number of labels; "
         "each trained model read out four ways and clustered the same way (k-means, 10 starts, unit rows). "
         "ARI, mean ± sd over seeds. `views` = `[E_mlp | E_gcn]` (the default), `refined` = `[Z_mlp | Z_gcn]` "
         "(the paper's Eq. 11).",

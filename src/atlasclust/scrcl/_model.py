@@ -89,12 +89,11 @@ DEFAULT_STEPS = 100
 GRAPH_NORMALIZATION_CHOICES = ("auto", *GRAPH_NORMALIZATIONS)
 #: What is clustered and returned as the embedding. The paper clusters the refined views
 #: ``[Z_mlp | Z_gcn]`` (its Eq. 11, ``2 n_refined`` wide); the unrefined views ``[E_mlp | E_gcn]``
-#: (``2 n_hidden`` wide) cluster better on 7 of the 12 shared datasets with the centred input (mean
-#: k-means ARI 0.54 against 0.50 over 3 seeds, same trained models; the refined views win on Baron,
-#: 0.90 against 0.62, and by less on pollen, Zeisel and two DLPFC slices), see
-#: benchmarks/results/scrcl_representation.md. Their concatenation did no better (2 seeds, 8 datasets).
-#: With the principal components as input (``input_features="pca"``) the views won on 6 of the 7
-#: scRNA-seq datasets, Baron included (mean ARI 0.68 against 0.58, 2 seeds).
+#: (``2 n_hidden`` wide) cluster better on 9 of the 12 shared datasets with the default inputs (mean
+#: k-means ARI 0.57 against 0.50 over 3 seeds, same trained models; the refined views win on mouse
+#: bladder and the DLPFC slices 151510 and 151676), see benchmarks/results/scrcl_representation.md.
+#: With the centred genes as input everywhere the refined views had won on Baron (0.90 against 0.62).
+#: Their concatenation did no better (2 seeds, 8 datasets).
 REPRESENTATIONS = ("views", "refined")
 #: What the views read: the principal components the expression graph is built on (``"pca"``),
 #: log-normalised expression divided by each gene's spread (``"log"``), the same centred on each

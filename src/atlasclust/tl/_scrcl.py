@@ -110,8 +110,8 @@ def scrcl(
         Embedding stored and clustered: ``"views"``, the MLP and GCN views ``[E_mlp | E_gcn]``
         (``2 n_hidden`` wide), or ``"refined"``, the gene-refined views ``[Z_mlp | Z_gcn]`` that
         the paper clusters (its Eq. 11; ``2 n_refined`` wide). ``"views"`` clusters better on
-        7 of the 12 shared datasets and on average; ``"refined"`` is far better on Baron's pancreas
-        (``benchmarks/results/scrcl_representation.md``). The losses are the same.
+        9 of the 12 shared datasets and on average; ``"refined"`` on mouse bladder and two DLPFC
+        slices (``benchmarks/results/scrcl_representation.md``). The losses are the same.
     smooth_labels
         With ``spatial_key``: relabel each spot by majority vote over itself and this many
         nearest spots (0: off; the reference uses 50).
