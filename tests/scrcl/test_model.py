@@ -221,9 +221,13 @@ def test_pca_input_of_large_data_never_forms_the_cells_by_genes_matrix(counts, m
         return result
 
     monkeypatch.setattr(scrcl_model, "scaled_log_features", recording)
+    scans = []
+    original_scan = scrcl_model.scan_counts
+    monkeypatch.setattr(scrcl_model, "scan_counts", lambda *a, **k: scans.append(1) or original_scan(*a, **k))
     model = _model(counts, n_descriptors=20)
     model.train(**(TRAIN | {"max_epochs": 150, "lr": 1e-3}))
     assert formed == [250]  # the sample the axes were learned from, and nothing of all 600 cells
+    assert len(scans) == 1  # one validating pass over the counts, reused for the projection
     data = model._graph_data_for(None)
     assert data.mlp_features.shape == (600, 20)
     dense = model._components(counts, original_log_features(model, counts))

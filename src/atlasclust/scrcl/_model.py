@@ -25,6 +25,7 @@ from atlasclust._guards import with_trainer_guard
 from atlasclust._training_plan import TrainingPlan
 from atlasclust._validate import check_cluster_count
 from atlasclust.data import (
+    CountStatistics,
     counts_matrix,
     describe_source,
     fits_on_gpu,
@@ -385,22 +386,31 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
             torch.as_tensor(propagation.data, dtype=torch.float32),
         )
         self.selected_genes_ = np.asarray(self.adata.var_names[gene_index]).astype(str)
-        self._graph_data[id(self.adata)] = self._build_graph_data(self.adata, features if fit_rows is None else None)
+        # the counts were validated and scanned above: the graph data reuse that pass (and the features)
+        self._graph_data[id(self.adata)] = self._build_graph_data(
+            self.adata, features if fit_rows is None else None, statistics=statistics
+        )
 
-    def _read_counts(self, adata: ad.AnnData) -> tuple:
-        """Validated counts of ``adata``, their library sizes, the model's genes and transform."""
+    def _read_counts(self, adata: ad.AnnData, statistics: CountStatistics | None = None) -> tuple:
+        """Validated counts of ``adata``, their library sizes, the model's genes and transform.
+
+        ``statistics`` of a pass already made over these counts spare a second one.
+        """
         layer = self._setup_args["layer"]
         matrix = counts_matrix(adata, layer)
-        statistics = scan_counts(matrix, source=describe_source(layer))
+        if statistics is None:
+            statistics = scan_counts(matrix, source=describe_source(layer))
         transform = {"target_sum": float(self.module.median_library_size), "std": self.module.gene_std.cpu().numpy()}
         return matrix, statistics.library_size, self.module.gene_index.cpu().numpy(), transform
 
-    def _log_features(self, adata: ad.AnnData) -> np.ndarray:
+    def _log_features(self, adata: ad.AnnData, statistics: CountStatistics | None = None) -> np.ndarray:
         """The scaled log expression of ``adata`` (validated counts, training statistics)."""
-        matrix, library_size, gene_index, transform = self._read_counts(adata)
+        matrix, library_size, gene_index, transform = self._read_counts(adata, statistics)
         return scaled_log_features(matrix, library_size, gene_index, **transform)
 
-    def _components(self, adata: ad.AnnData, log_features: np.ndarray | None = None) -> np.ndarray:
+    def _components(
+        self, adata: ad.AnnData, log_features: np.ndarray | None = None, statistics: CountStatistics | None = None
+    ) -> np.ndarray:
         """Coordinates of ``adata``'s cells on the training principal axes (of ``log_features`` if given).
 
         Without ``log_features`` the counts are validated and read in chunks of cells, so only the
@@ -410,7 +420,7 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         axes = self.module.pca_components.cpu().numpy()
         if log_features is not None:
             return ((log_features - center) @ axes.T).astype(np.float32)
-        matrix, library_size, gene_index, transform = self._read_counts(adata)
+        matrix, library_size, gene_index, transform = self._read_counts(adata, statistics)
         return projected_log_features(matrix, library_size, gene_index, **transform, center=center, axes=axes)
 
     def cell_graph(self, adata: ad.AnnData, components: np.ndarray | None = None):
@@ -436,16 +446,25 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
             )
         return graph
 
-    def _build_graph_data(self, adata: ad.AnnData, log_features: np.ndarray | None = None) -> CellGraphData:
-        """The cell graph and the views' input of ``adata`` (``log_features`` if already computed)."""
+    def _build_graph_data(
+        self,
+        adata: ad.AnnData,
+        log_features: np.ndarray | None = None,
+        *,
+        statistics: CountStatistics | None = None,
+    ) -> CellGraphData:
+        """The cell graph and the views' input of ``adata``.
+
+        ``log_features`` and the counts' ``statistics`` are reused when already computed.
+        """
         setup = self._setup_args
         expression_graph_needed = setup["spatial_key"] is None and setup["graph_key"] is None
         if log_features is None and self.input_features in ("scaled", "log"):
-            log_features = self._log_features(adata)  # validates the counts on the way
+            log_features = self._log_features(adata, statistics)  # validates the counts on the way
         components = None
         if self.input_features == "pca" or expression_graph_needed:
             # from the chunks of counts when no log features were formed (validating them)
-            components = self._components(adata, log_features)
+            components = self._components(adata, log_features, statistics)
         graph = self.cell_graph(adata, components)
         if self.input_features == "pca":
             features = components
@@ -458,7 +477,7 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
             np.clip(features, -MAX_SCALED, MAX_SCALED, out=features)
         else:
             matrix = counts_matrix(adata, setup["layer"])
-            if components is None:  # counts read for nothing else: validate them here
+            if components is None and statistics is None:  # counts read for nothing else: validate them here
                 scan_counts(matrix, source=describe_source(setup["layer"]))
             features = selected_counts(matrix, self.module.gene_index.cpu().numpy())
         return CellGraphData.build(graph, features, smoothing=self.smoothing, normalization=self.graph_normalization)
