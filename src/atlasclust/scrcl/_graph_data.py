@@ -11,12 +11,33 @@ import torch
 from atlasclust.nn._gcn import sparse_tensor
 from atlasclust.pp._graphs import gcn_normalize
 
+#: rows of ``propagation @ features`` computed at a time, so no product of all rows is formed beside its output
+SMOOTHING_CHUNK_ROWS = 16_384
 
-def smooth(propagation: sp.csr_matrix, features: np.ndarray, steps: int) -> np.ndarray:
-    """``propagation^steps @ features`` (scRCL's optional feature smoothing, ``tms``)."""
-    for _ in range(steps):
-        features = np.asarray(propagation @ features, dtype=np.float32)
-    return features
+
+def smooth(propagation: sp.csr_matrix, features: np.ndarray, powers: tuple[int, ...]) -> list[np.ndarray]:
+    """``propagation^p @ features`` for each ``p`` in ``powers`` (scRCL's feature smoothing, ``tms``).
+
+    The powers come from one chain of products written into reused buffers, so feature matrices of
+    all cells are held only for the powers asked for and the two last steps: two for the spatial
+    default (10 and 9). ``features`` (float32) is overwritten unless power 0 is asked for, in which
+    case it is returned as it is; equal powers share one array.
+    """
+    kept: dict[int, np.ndarray] = {}
+    current = features
+    if 0 in powers:
+        kept[0] = current
+    spare = None  # a buffer whose content is no longer needed
+    for step in range(1, max(powers, default=0) + 1):
+        out = spare if spare is not None else np.empty_like(current)
+        for start in range(0, len(out), SMOOTHING_CHUNK_ROWS):
+            rows = slice(start, start + SMOOTHING_CHUNK_ROWS)
+            out[rows] = propagation[rows] @ current
+        spare = None if step - 1 in kept else current
+        current = out
+        if step in powers:
+            kept[step] = current
+    return [kept[power] for power in powers]
 
 
 @dataclass
@@ -55,12 +76,12 @@ class CellGraphData:
         """Graph data from the cell graph and the transformed expression.
 
         ``smoothing`` gives the powers of Â applied to the inputs of both views, ``normalization``
-        how Â is normalised.
+        how Â is normalised. ``features`` is consumed: with smoothing its memory is reused.
         """
         propagation = gcn_normalize(adjacency, normalization=normalization)
-        mlp_features = smooth(propagation, features, smoothing[0])
-        propagated = smooth(propagation, features, smoothing[1] + 1)
-        return cls(adjacency, np.ascontiguousarray(mlp_features, dtype=np.float32), propagated, propagation)
+        features = np.ascontiguousarray(features, dtype=np.float32)
+        mlp_features, propagated = smooth(propagation, features, (smoothing[0], smoothing[1] + 1))
+        return cls(adjacency, mlp_features, propagated, propagation)
 
     @property
     def n_cells(self) -> int:
@@ -79,7 +100,8 @@ class CellGraphData:
 
     def feature_bytes(self, *, mlp: bool = True) -> int:
         """Bytes of the feature matrices :meth:`keep_on` would copy."""
-        return self.propagated_features.nbytes + (self.mlp_features.nbytes if mlp else 0)
+        shared = self.mlp_features is self.propagated_features
+        return self.propagated_features.nbytes + (self.mlp_features.nbytes if mlp and not shared else 0)
 
     def keep_on(self, device: torch.device | str, *, mlp: bool = True) -> None:
         """Copy the propagated (and, with ``mlp``, the MLP) features to ``device`` once.
@@ -89,9 +111,11 @@ class CellGraphData:
         the host for every batch was what a GPU spent its time on.
         """
         self.release()
-        self.on_device["propagated_features"] = torch.from_numpy(self.propagated_features).to(device)
+        propagated = torch.from_numpy(self.propagated_features).to(device)
+        self.on_device["propagated_features"] = propagated
         if mlp:
-            self.on_device["mlp_features"] = torch.from_numpy(self.mlp_features).to(device)
+            shared = self.mlp_features is self.propagated_features  # equal powers: one copy serves both
+            self.on_device["mlp_features"] = propagated if shared else torch.from_numpy(self.mlp_features).to(device)
 
     def release(self) -> None:
         """Drop the copies made by :meth:`keep_on`."""
