@@ -36,17 +36,23 @@ RESULTS = HERE / "results"
 METHODS = [
     "bgformer",
     "bgformer_merged",
+    "bgformer_batch",
     "scrcl",
     "kmeans_pca",
     "leiden_res1",
     "leiden_trueK",
     "scvi_leiden_trueK",
+    "scvi_batch_leiden_trueK",
     "spatial_kmeans_pca",
 ]
 #: Baselines that need spot coordinates (``obsm["spatial"]``); skipped on other datasets.
 SPATIAL_METHODS = {"spatial_kmeans_pca"}
+#: Methods that read each cell's batch (``obs`` column named in BATCH_COLUMNS); skipped on other datasets.
+BATCH_METHODS = {"bgformer_batch", "scvi_batch_leiden_trueK"}
+#: obs columns taken as a dataset's batches (metadata recorded with the data, not labels), first found wins.
+BATCH_COLUMNS = ("batch", "donor", "sample")
 #: Methods of this package (the others are baselines).
-OURS = {"bgformer", "bgformer_merged", "scrcl"}
+OURS = {"bgformer", "bgformer_merged", "bgformer_batch", "scrcl"}
 
 
 def _leiden_with_k(adata, k: int, seed: int, neighbors_key: str | None = None) -> np.ndarray:
@@ -91,6 +97,13 @@ def _has_spatial(dataset: str) -> bool:
         return "obsm" in file and "spatial" in file["obsm"]
 
 
+def _batch_column(dataset: str) -> str | None:
+    import anndata as ad
+
+    obs = ad.read_h5ad(DATA / f"{dataset}.h5ad", backed="r").obs
+    return next((column for column in BATCH_COLUMNS if column in obs and obs[column].nunique() > 1), None)
+
+
 def run_one(dataset: str, method: str, seed: int) -> dict:
     """Run one method on one dataset with one seed; scores and resource use."""
     quiet()
@@ -103,12 +116,19 @@ def run_one(dataset: str, method: str, seed: int) -> dict:
     truth = adata.obs["cell_type"].to_numpy()
     k = adata.obs["cell_type"].nunique()
     del adata.obs["cell_type"]  # nothing below may see the labels
+    batch_key = _batch_column(dataset) if method in BATCH_METHODS else None
     start = time.perf_counter()
-    if method in ("bgformer", "bgformer_merged"):
+    if method in ("bgformer", "bgformer_merged", "bgformer_batch"):
         n_top = min(2000, adata.n_vars)
         center_init = "merged" if method == "bgformer_merged" else "kmeans"
         ac.tl.bgformer(
-            adata, k, n_top_genes=n_top, center_init=center_init, random_state=seed, enable_progress_bar=False
+            adata,
+            k,
+            n_top_genes=n_top,
+            center_init=center_init,
+            batch_key=batch_key,
+            random_state=seed,
+            enable_progress_bar=False,
         )
         labels = adata.obs["bgformer"].to_numpy()
     elif method == "scrcl":
@@ -116,7 +136,7 @@ def run_one(dataset: str, method: str, seed: int) -> dict:
         n_top = min(2000, adata.n_vars)
         ac.tl.scrcl(adata, k, n_top_genes=n_top, spatial_key=spatial_key, random_state=seed, enable_progress_bar=False)
         labels = adata.obs["scrcl"].to_numpy()
-    elif method == "scvi_leiden_trueK":
+    elif method in ("scvi_leiden_trueK", "scvi_batch_leiden_trueK"):
         import scvi
 
         scvi.settings.seed = seed
@@ -125,7 +145,7 @@ def run_one(dataset: str, method: str, seed: int) -> dict:
         sc.pp.normalize_total(adata, target_sum=1e4)
         sc.pp.log1p(adata)
         sc.pp.highly_variable_genes(adata, n_top_genes=min(2000, adata.n_vars), subset=True)
-        scvi.model.SCVI.setup_anndata(adata, layer="counts")
+        scvi.model.SCVI.setup_anndata(adata, layer="counts", batch_key=batch_key)
         model = scvi.model.SCVI(adata)
         model.train(max_epochs=50, enable_progress_bar=False)
         adata.obsm["X_scvi"] = model.get_latent_representation()
@@ -169,7 +189,10 @@ def write_tables(rows: list[dict], seeds: int) -> str:
         f"({os.cpu_count()} cores, {platform.processor() or platform.machine()}), "
         f"{time.strftime('%Y-%m-%d')}. K = true number of labels; up to {seeds} seeds (n in brackets where fewer ran); BGFormer and "
         "scRCL with their default settings and default epoch budgets (no label-based selection), and "
-        '`bgformer_merged`, BGFormer with its one non-default option `center_init="merged"`; each run in its own '
+        '`bgformer_merged`, BGFormer with its one non-default option `center_init="merged"`; on datasets that '
+        "record each cell's batch (an obs column `batch`, `donor` or `sample`; among the shared data only Baron's "
+        "`donor`), `bgformer_batch`, BGFormer with `batch_key` set to it, beside `scvi_batch_leiden_trueK`, scVI "
+        "with the same `batch_key`; each run in its own "
         "process. Cells: mean ± sd over seeds. Peak memory is the run's max RSS (whole process).",
         "",
         "Baselines (as in `../shared/data/baselines.md`): `kmeans_pca`, k-means on 50 PCs of the scaled 2000 HVGs; "
@@ -235,6 +258,8 @@ def main() -> None:
     for dataset in [] if args.tables_only else names:
         for method in methods:
             if method in SPATIAL_METHODS and not _has_spatial(dataset):
+                continue
+            if method in BATCH_METHODS and _batch_column(dataset) is None:
                 continue
             for seed in range(args.seeds):
                 if (dataset, method, seed) in done:

@@ -24,13 +24,17 @@ def test_demo_writes_result_and_umap_and_prints_scores(tmp_path, capsys):
 
 def test_bgformer_command_backed_writes_a_new_file(tmp_path, capsys):
     source = tmp_path / "in.h5ad"
-    ac.datasets.simulate(300, 120, 3, n_markers=20).write_h5ad(source)
+    adata = ac.datasets.simulate(300, 120, 3, n_markers=20)
+    adata.obs["sample"] = np.repeat(["s1", "s2"], 150)
+    adata.write_h5ad(source)
     before = source.read_bytes()
     out = tmp_path / "out" / "result.h5ad"
-    code = main(["bgformer", str(source), "-o", str(out), "--n-clusters", "3", "--backed", "--max-epochs", "3"])
+    arguments = ["--n-clusters", "3", "--backed", "--max-epochs", "3", "--batch-key", "sample"]
+    code = main(["bgformer", str(source), "-o", str(out), *arguments])
     assert code == 0, capsys.readouterr().err
     result = ad.read_h5ad(out)
     assert result.obs["bgformer"].nunique() >= 2
+    assert result.uns["bgformer"]["params"]["batch_key"] == "sample"
     assert source.read_bytes() == before
     assert [p.name for p in out.parent.iterdir()] == ["result.h5ad"]
 
@@ -44,7 +48,7 @@ def test_bgformer_command_refuses_to_overwrite_its_input(tmp_path, capsys):
     assert source.read_bytes() == before
 
 
-@pytest.mark.parametrize("problem", ["unreadable", "missing", "not counts", "missing layer"])
+@pytest.mark.parametrize("problem", ["unreadable", "missing", "not counts", "missing layer", "missing batch key"])
 def test_bgformer_command_fails_cleanly_and_leaves_no_output(tmp_path, capsys, problem):
     source = tmp_path / "in.h5ad"
     extra = []
@@ -57,6 +61,9 @@ def test_bgformer_command_fails_cleanly_and_leaves_no_output(tmp_path, capsys, p
     elif problem == "missing layer":
         ac.datasets.simulate(100, 60, 2, n_markers=10).write_h5ad(source)
         extra = ["--layer", "counts"]
+    elif problem == "missing batch key":
+        ac.datasets.simulate(100, 60, 2, n_markers=10).write_h5ad(source)
+        extra = ["--batch-key", "donor"]
     out = tmp_path / "out.h5ad"
     assert main(["bgformer", str(source), "-o", str(out), "--max-epochs", "2", "--quiet", *extra]) == 1
     err = capsys.readouterr().err
@@ -66,6 +73,7 @@ def test_bgformer_command_fails_cleanly_and_leaves_no_output(tmp_path, capsys, p
         "missing": "not found",
         "not counts": "non-integer",
         "missing layer": "Layer 'counts' not found",
+        "missing batch key": "'donor' not found in adata.obs",
     }
     assert expected[problem] in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ([] if problem == "missing" else ["in.h5ad"])

@@ -53,9 +53,20 @@ def test_device_rows_gather_any_cells_in_the_order_asked():
     cells = torch.tensor([3, 0, 5, 1, 4, 2])  # rows of a shuffled split: row r holds cell cells[r]
     rows = DeviceRows({REGISTRY_KEYS.X_KEY: counts, REGISTRY_KEYS.INDICES_KEY: cells[:, None]}, 6)
     batches = list(rows.batches(np.array([2, 3, 4]), batch_size=2))
-    assert [batch.tolist() for _, batch in batches] == [[2, 3], [4]]
-    gathered = torch.cat([x for x, _ in batches])
+    assert [batch.tolist() for _, batch, _ in batches] == [[2, 3], [4]]
+    gathered = torch.cat([x for x, _, _ in batches])
     assert torch.equal(gathered, counts[[5, 0, 4]])
+    assert all(codes is None for _, _, codes in batches)
+    # registered batch codes travel with their cells
+    codes = (cells * 10)[:, None]
+    with_codes = DeviceRows(
+        {REGISTRY_KEYS.X_KEY: counts, REGISTRY_KEYS.INDICES_KEY: cells[:, None], REGISTRY_KEYS.BATCH_KEY: codes}, 6
+    )
+    assert torch.cat([c for _, _, c in with_codes.batches(np.array([2, 3, 4]), batch_size=2)]).ravel().tolist() == [
+        20,
+        30,
+        40,
+    ]
     with pytest.raises(ValueError, match="every registered cell"):
         DeviceRows({REGISTRY_KEYS.X_KEY: counts[:5], REGISTRY_KEYS.INDICES_KEY: cells[:5, None]}, 6)
 

@@ -6,6 +6,7 @@ import scipy.sparse as sp
 
 import atlasclust as ac
 from atlasclust.data import (
+    log_normalized_group_means,
     log_normalized_moments,
     projected_log_features,
     scaled_log_features,
@@ -24,6 +25,20 @@ def test_scan_matches_direct_computation(counts):
     np.testing.assert_allclose(stats.normalized_mean, normalized.mean(axis=0), rtol=1e-10)
     np.testing.assert_allclose(stats.normalized_var, normalized.var(axis=0, ddof=1), rtol=1e-8)
     np.testing.assert_array_equal(stats.n_cells_per_gene, (x > 0).sum(axis=0))
+
+
+def test_group_means_match_direct_computation(counts, tmp_path):
+    x = counts.X.toarray().astype(np.float64)
+    library = x.sum(axis=1)
+    genes = np.array([5, 0, 17, 120])
+    groups = np.random.default_rng(0).integers(3, size=counts.n_obs)  # group 3 of 4 has no cell
+    logged = np.log1p(x[:, genes] * 50.0 / library[:, None])
+    expected = np.stack([logged[groups == g].mean(axis=0) for g in range(3)] + [np.zeros(len(genes))])
+    counts.write_h5ad(tmp_path / "c.h5ad")
+    backed = ad.read_h5ad(tmp_path / "c.h5ad", backed="r")
+    for matrix in (counts.X, x, backed.X):
+        means = log_normalized_group_means(matrix, library, genes, groups, 4, target_sum=50.0, chunk_size=70)
+        np.testing.assert_allclose(means, expected, rtol=1e-12)
 
 
 def test_dense_sparse_and_backed_give_identical_statistics(counts, tmp_path):

@@ -1,6 +1,7 @@
 import warnings
 from unittest import mock
 
+import pytest
 import torch
 from scvi.distributions._negative_binomial import log_zinb_positive
 
@@ -82,3 +83,29 @@ def test_gather_matmul_equals_the_sparse_product_and_its_gradient():
     (expected_grad,) = torch.autograd.grad(expected.square().sum(), dense)
     (grad,) = torch.autograd.grad(result.square().sum(), dense)
     torch.testing.assert_close(grad, expected_grad)
+
+
+def test_batch_conditioned_decoder_equals_one_hot_at_the_hidden_layer():
+    torch.manual_seed(0)
+    n_in, n_genes, n_batch = 6, 9, 3
+    decoder = ZINBDecoder(n_in, n_genes, n_batch=n_batch)
+    torch.nn.init.normal_(decoder.batch_hidden.weight)  # zero at the start: give the batches an effect
+    h, size_factor = torch.randn(5, n_in), torch.rand(5) + 0.5
+    batch = torch.tensor([0, 2, 1, 2, 0])
+    got = decoder(h, size_factor, batch_index=batch)
+    # the same decoder written as scVI's: the one-hot batch code concatenated to the hidden layer's input
+    hidden = torch.nn.Linear(n_in + n_batch, 2 * n_in)
+    with torch.no_grad():
+        hidden.weight.copy_(torch.cat([decoder.hidden.weight, decoder.batch_hidden.weight.T], dim=1))
+        hidden.bias.copy_(decoder.hidden.bias)
+    joint = hidden(torch.cat([h, torch.nn.functional.one_hot(batch, n_batch).float()], dim=1))
+    torch.testing.assert_close(got.mu, torch.exp(decoder.mean(joint)) * size_factor[:, None])
+    torch.testing.assert_close(got.zi_logits, decoder.dropout_logits(joint))
+    # a table of anchors looked up per cell gives the same as the looked-up rows
+    table, rows = torch.randn(4, n_in), torch.tensor([3, 3, 0, 1, 2])
+    torch.testing.assert_close(
+        decoder(table, size_factor, rows=rows, batch_index=batch).mu,
+        decoder(table[rows], size_factor, batch_index=batch).mu,
+    )
+    with pytest.raises(ValueError, match="pass each cell's batch_index"):
+        decoder(h, size_factor)

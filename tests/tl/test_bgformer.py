@@ -161,3 +161,66 @@ def test_early_stopping_on_unsupervised_validation_loss(counts):
     assert len(history) == 4
     assert np.isfinite(history["validation_loss"].to_numpy(dtype=float)).all()
     assert list(history["phase"]) == ["pretrain", "pretrain", "cluster", "cluster"]
+
+
+@pytest.fixture
+def two_batches():
+    """Two batches of the same 3 cell types (same markers), every gene's base level redrawn per batch."""
+    parts = [ac.datasets.simulate(300, 200, 3, random_state=seed) for seed in (0, 1)]
+    return ad.concat(parts, label="batch", keys=["b0", "b1"], index_unique="-")
+
+
+def test_batch_key_keeps_the_clusters_off_the_batches(two_batches):
+    options = FAST | {"n_top_genes": None, "max_epochs": 10}
+    plain = ac.tl.bgformer(two_batches, 3, copy=True, **options)
+    # without the batches, the clusters follow them
+    assert ac.metrics.evaluate(two_batches.obs["batch"], plain.obs["bgformer"])["ARI"] > 0.5
+    assert ac.metrics.evaluate(two_batches.obs["cell_type"], plain.obs["bgformer"])["ARI"] < 0.5
+    before = snapshot(two_batches)
+    result = ac.tl.bgformer(two_batches, 3, batch_key="batch", copy=True, **options)
+    assert_unchanged(two_batches, before)
+    assert ac.metrics.evaluate(two_batches.obs["cell_type"], result.obs["bgformer"])["ARI"] >= 0.9
+    assert abs(ac.metrics.evaluate(two_batches.obs["batch"], result.obs["bgformer"])["ARI"]) < 0.1
+    assert result.uns["bgformer"]["params"]["batch_key"] == "batch"
+    assert list(result.obs.columns) == ["cell_type", "batch", "bgformer", "bgformer_confidence"]
+
+
+def test_batch_key_backed_saved_and_predicted(two_batches, tmp_path):
+    options = FAST | {"n_top_genes": None}
+    two_batches.write_h5ad(tmp_path / "batches.h5ad")
+    backed = ad.read_h5ad(tmp_path / "batches.h5ad", backed="r")
+    model = ac.tl.bgformer(backed, 3, batch_key="batch", return_model=True, **options)
+    ac.tl.bgformer(two_batches, 3, batch_key="batch", **options)
+    np.testing.assert_array_equal(backed.obs["bgformer"], two_batches.obs["bgformer"])
+    # the training data kept on the device (here the CPU) carry their batches too
+    on_device = ac.tl.bgformer(two_batches, 3, batch_key="batch", data_on_device=True, copy=True, **options)
+    assert ac.metrics.evaluate(on_device.obs["bgformer"], two_batches.obs["bgformer"])["ARI"] > 0.9
+    model.save(tmp_path / "model")
+    new_cells = two_batches[::7].copy()
+    loaded = ac.models.BGFormer.load(tmp_path / "model", adata=new_cells)
+    np.testing.assert_array_equal(loaded.predict(new_cells), model.predict(new_cells))
+    np.testing.assert_array_equal(loaded.predict(new_cells).astype(str), two_batches.obs["bgformer"].to_numpy()[::7])
+    elsewhere = new_cells.copy()
+    elsewhere.obs["batch"] = "b2"
+    with pytest.raises(ValueError, match=r"batches the model was not trained on: \['b2'\]"):
+        model.predict(elsewhere)
+
+
+@pytest.mark.parametrize(
+    ("edit", "error", "message"),
+    [
+        (lambda adata: None, KeyError, "'donor' not found in adata.obs"),
+        (
+            lambda adata: adata.obs.__setitem__("donor", [None] + ["a"] * (adata.n_obs - 1)),
+            ValueError,
+            "no batch for 1",
+        ),
+    ],
+    ids=["missing column", "missing value"],
+)
+def test_bad_batch_key_raises_clearly_and_changes_nothing(counts, edit, error, message):
+    edit(counts)
+    before = snapshot(counts)
+    with pytest.raises(error, match=message):
+        ac.tl.bgformer(counts, 4, batch_key="donor", **FAST)
+    assert_unchanged(counts, before)

@@ -16,7 +16,7 @@ import torch
 from anndata.abc import CSCDataset, CSRDataset
 from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
-from scvi.data.fields import LayerField, NumericalObsField
+from scvi.data.fields import CategoricalObsField, LayerField, NumericalObsField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from scvi.model.base._save_load import _load_saved_files
 
@@ -30,6 +30,7 @@ from atlasclust.data import (
     DeviceRows,
     counts_matrix,
     describe_source,
+    log_normalized_group_means,
     log_normalized_moments,
     resolve_data_on_device,
     scan_counts,
@@ -37,7 +38,7 @@ from atlasclust.data import (
     training_device,
     training_view,
 )
-from atlasclust.data._anndata import INDICES_COLUMN, check_same_genes
+from atlasclust.data._anndata import INDICES_COLUMN, check_batch_column, check_same_genes
 
 from ._module import BGFormerModule
 from ._training import BGFormerTrainingPlan
@@ -153,6 +154,7 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
     ):
         super().__init__(adata, registry)
         n_vars = self.summary_stats.n_vars
+        n_batch = int(self.summary_stats.get("n_batch", 0))
         if n_top_genes is not None and not 0 < n_top_genes <= n_vars:
             msg = (
                 f"n_top_genes={n_top_genes} must be between 1 and the number of genes ({n_vars}); "
@@ -181,6 +183,7 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
             anchor_refresh=anchor_refresh,
             dec_weight=dec_weight,
             anchor_weight=anchor_weight,
+            n_batch=n_batch if n_batch > 1 else 0,
         )
         self.n_top_genes = n_top_genes
         self.is_prepared_ = False
@@ -189,13 +192,13 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         self._device_rows: DeviceRows | None = None
         self._model_summary_string = (
             f"BGFormer with n_latent={n_latent}, n_anchors={n_anchors}, n_heads={n_heads}, "
-            f"n_top_genes={n_top_genes}, n_clusters={n_clusters}"
+            f"n_top_genes={n_top_genes}, n_clusters={n_clusters}, n_batch={n_batch}"
         )
         self.init_params_ = self._get_init_params(locals())
 
     # ------------------------------------------------------------------------------------ setup
     @classmethod
-    def setup_anndata(cls, adata: ad.AnnData, layer: str | None = None, **kwargs) -> None:
+    def setup_anndata(cls, adata: ad.AnnData, layer: str | None = None, batch_key: str | None = None, **kwargs) -> None:
         """Register ``adata`` (raw counts in ``X`` or ``layers[layer]``) with scvi-tools.
 
         Like every scvi-tools model this adds registration keys to ``adata`` (and an
@@ -208,17 +211,25 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
             AnnData with raw counts, in memory or opened with ``backed="r"``.
         layer
             Layer holding the raw counts; ``None`` uses ``X``.
+        batch_key
+            ``obs`` column naming each cell's batch (sample, donor, technology). Each cell's input
+            is then centred within its batch and the ZINB decoders are conditioned on it, as scVI's
+            are, so the embedding need not carry the batch.
         **kwargs
             Passed to :meth:`scvi.data.AnnDataManager.register_fields`.
         """
         setup_method_args = cls._get_setup_method_args(**locals())
         counts_matrix(adata, layer)  # fail early with a clear message when the layer is missing
+        if batch_key is not None:
+            check_batch_column(adata, batch_key)
         if INDICES_COLUMN not in adata.obs:
             adata.obs[INDICES_COLUMN] = np.arange(adata.n_obs)
         fields = [
             LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=True),
             NumericalObsField(REGISTRY_KEYS.INDICES_KEY, INDICES_COLUMN),
         ]
+        if batch_key is not None:
+            fields.append(CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key))
         manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
         manager.register_fields(adata, **kwargs)
         cls.register_manager(manager)
@@ -226,6 +237,10 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
     @property
     def _layer(self) -> str | None:
         return self.registry_["setup_args"]["layer"]
+
+    @property
+    def _batch_key(self) -> str | None:
+        return self.registry_["setup_args"].get("batch_key")  # models saved before batch_key have none
 
     def _is_sparse(self, adata: ad.AnnData | None = None) -> bool:
         """Whether the registered counts are sparse (in memory or backed): batches then travel sparse."""
@@ -239,7 +254,10 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         if self.get_anndata_manager(adata) is not None:
             return adata
         check_same_genes(self.adata.var_names, adata)
-        view = training_view(adata, self._layer)
+        view = training_view(adata, self._layer, obs_keys=(self._batch_key,))
+        if self._batch_key is not None:
+            trained_on = self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY).categorical_mapping
+            check_batch_column(view, self._batch_key, known=list(trained_on))
         return self._validate_anndata(view)
 
     # ------------------------------------------------------------------------------------ training
@@ -254,7 +272,13 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
             gene_index = select_top_genes(statistics, self.n_top_genes)
         median = statistics.median_library_size
         mean, std = log_normalized_moments(matrix, statistics.library_size, gene_index, target_sum=median)
-        self.module.set_gene_statistics(gene_index, mean, std, median)
+        batch_mean = None
+        if self.module.n_batch:
+            codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)
+            batch_mean = log_normalized_group_means(
+                matrix, statistics.library_size, gene_index, codes, self.module.n_batch, target_sum=median
+            )
+        self.module.set_gene_statistics(gene_index, mean, std, median, batch_mean)
         self.selected_genes_ = np.asarray(self.adata.var_names[gene_index]).astype(str)
 
     def _sample_cells(self, rng: np.random.Generator) -> np.ndarray:
@@ -516,12 +540,15 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
                 # sparse batches travel lighter to a GPU; on the CPU, scipy densifies faster than torch
                 load_sparse_tensor=self._is_sparse(adata) and self.module.device.type != "cpu",
             )
-            batches = ((tensors[REGISTRY_KEYS.X_KEY], tensors[REGISTRY_KEYS.INDICES_KEY]) for tensors in loader)
+            batches = (
+                (tensors[REGISTRY_KEYS.X_KEY], tensors[REGISTRY_KEYS.INDICES_KEY], tensors.get(REGISTRY_KEYS.BATCH_KEY))
+                for tensors in loader
+            )
         was_active = self.module.clustering_active
         self.module.clustering_active = embed
         try:
-            for counts, cells in batches:
-                outputs = self.module.inference(counts_all=counts, indices=cells)
+            for counts, cells, batch_codes in batches:
+                outputs = self.module.inference(counts_all=counts, indices=cells, batch_index=batch_codes)
                 yield position[outputs["indices"].cpu().numpy()], outputs
         finally:
             self.module.clustering_active = was_active
@@ -739,5 +766,9 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         _, var_names, _, _ = _load_saved_files(dir_path, load_adata=False, map_location="cpu")
         check_same_genes(pd.Index(var_names), adata)
         registry = cls.load_registry(dir_path)
-        view = training_view(adata, registry["setup_args"]["layer"])
+        batch_key = registry["setup_args"].get("batch_key")
+        view = training_view(adata, registry["setup_args"]["layer"], obs_keys=(batch_key,))
+        if batch_key is not None:
+            batches = registry["field_registries"][REGISTRY_KEYS.BATCH_KEY]["state_registry"]["categorical_mapping"]
+            check_batch_column(view, batch_key, known=list(batches))
         return super().load(dir_path, adata=view, **kwargs)

@@ -18,7 +18,8 @@ class BGFormerModule(BaseModuleClass):
 
     The module receives raw counts over all registered genes and does its own input transform
     on the device: library size over all genes, selection of the chosen genes, median
-    normalisation, ``log1p``, z-scoring with streamed per-gene statistics, clipping at ±10.
+    normalisation, ``log1p``, z-scoring with streamed per-gene statistics, clipping at ±10. With
+    batches, each cell is centred on its own batch's gene means instead of the overall ones.
 
     Parameters
     ----------
@@ -44,6 +45,9 @@ class BGFormerModule(BaseModuleClass):
         Weight of the DEC loss once clustering is active.
     anchor_weight
         Weight of the anchor reconstruction and commitment losses.
+    n_batch
+        Number of batches the input is centred within and the ZINB decoders are conditioned on
+        (0 or 1: none).
     """
 
     def __init__(
@@ -60,8 +64,10 @@ class BGFormerModule(BaseModuleClass):
         anchor_refresh: bool = True,
         dec_weight: float = 0.1,
         anchor_weight: float = 1.0,
+        n_batch: int = 0,
     ):
         super().__init__()
+        self.n_batch = n_batch
         self.input_noise = input_noise
         self.anchor_refresh = anchor_refresh
         self.dec_weight = dec_weight
@@ -77,6 +83,8 @@ class BGFormerModule(BaseModuleClass):
         self.register_buffer("gene_mean", torch.zeros(n_input))
         self.register_buffer("gene_std", torch.ones(n_input))
         self.register_buffer("median_library_size", torch.tensor(1.0))
+        if n_batch:
+            self.register_buffer("batch_gene_mean", torch.zeros(n_batch, n_input))
         # anchor side: encoder, codebook, ZINB decoder of anchors
         self.anchor_encoder = nn.Sequential(
             nn.Linear(n_input, 512), nn.BatchNorm1d(512), nn.ReLU(),
@@ -84,29 +92,43 @@ class BGFormerModule(BaseModuleClass):
             nn.Linear(128, n_latent),
         )  # fmt: skip
         self.codebook = AnchorCodebook(n_anchors, n_latent)
-        self.anchor_decoder = ZINBDecoder(n_latent, n_input)
+        self.anchor_decoder = ZINBDecoder(n_latent, n_input, n_batch=n_batch)
         # cell side: input projection (also the residual of Eq. 14), bipartite attention, decoder
         self.input_layer = nn.Linear(n_input, n_latent)
         self.encoder = BipartiteEncoder(n_latent, n_heads, n_ffn=n_ffn, dropout=dropout)
-        self.decoder = ZINBDecoder(n_latent, n_input)
+        self.decoder = ZINBDecoder(n_latent, n_input, n_batch=n_batch)
         # DEC centres: created once the number of clusters is known
         self.centers: nn.Parameter | None = None
 
     # ----------------------------------------------------------------------------- input transform
-    def set_gene_statistics(self, gene_index, gene_mean, gene_std, median_library_size: float) -> None:
-        """Store the input transform learned from the data."""
+    def set_gene_statistics(
+        self, gene_index, gene_mean, gene_std, median_library_size: float, batch_gene_mean=None
+    ) -> None:
+        """Store the input transform learned from the data (``batch_gene_mean``: batches x genes)."""
         device = self.gene_mean.device
         self.gene_index.copy_(torch.as_tensor(gene_index, dtype=torch.long, device=device))
         self.gene_mean.copy_(torch.as_tensor(gene_mean, dtype=torch.float32, device=device))
         self.gene_std.copy_(torch.as_tensor(gene_std, dtype=torch.float32, device=device))
         self.median_library_size.fill_(float(median_library_size))
+        if self.n_batch:
+            self.batch_gene_mean.copy_(torch.as_tensor(batch_gene_mean, dtype=torch.float32, device=device))
 
-    def prepare_input(self, counts_all: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def prepare_input(
+        self, counts_all: torch.Tensor, batch_index: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Counts of the model's genes, size factors and the scaled network input."""
         library = counts_all.sum(dim=1)
         counts = counts_all[:, self.gene_index]
         scaled = torch.log1p(counts * (self.median_library_size / library)[:, None])
-        scaled = ((scaled - self.gene_mean) / self.gene_std).clamp(-10.0, 10.0)
+        if self.n_batch:
+            if batch_index is None:
+                msg = "This model was trained with batches: pass each cell's batch_index."
+                raise ValueError(msg)
+            # each cell centred within its batch, so the encoder does not see the batches' mean shifts
+            mean = nn.functional.embedding(batch_index.reshape(-1).long(), self.batch_gene_mean)
+        else:
+            mean = self.gene_mean
+        scaled = ((scaled - mean) / self.gene_std).clamp(-10.0, 10.0)
         return counts, library / self.median_library_size, scaled
 
     # ----------------------------------------------------------------------------- network
@@ -141,21 +163,32 @@ class BGFormerModule(BaseModuleClass):
 
     # ----------------------------------------------------------------------------- scvi-tools API
     def _get_inference_input(self, tensors, **kwargs):
-        return {"counts_all": tensors[REGISTRY_KEYS.X_KEY], "indices": tensors[REGISTRY_KEYS.INDICES_KEY]}
+        return {
+            "counts_all": tensors[REGISTRY_KEYS.X_KEY],
+            "indices": tensors[REGISTRY_KEYS.INDICES_KEY],
+            "batch_index": tensors.get(REGISTRY_KEYS.BATCH_KEY),
+        }
 
     @auto_move_data
-    def inference(self, counts_all: torch.Tensor, indices: torch.Tensor) -> dict:
+    def inference(
+        self, counts_all: torch.Tensor, indices: torch.Tensor, batch_index: torch.Tensor | None = None
+    ) -> dict:
         """Prepare the batch and embed it.
 
         Rows are put in index order first, so that a batch holds the same rows in the same order
         whether it was read from memory or from a backed file (which returns sorted rows).
+        ``batch_index`` (each cell's batch code) is needed when the decoders are conditioned on batches.
         """
         if counts_all.layout != torch.strided:  # sparse batches are densified here, on the device
             counts_all = counts_all.to_dense()
         indices = indices.reshape(-1)
         order = torch.argsort(indices)
-        counts, size_factor, scaled = self.prepare_input(counts_all[order])
+        if batch_index is not None:
+            batch_index = batch_index.reshape(-1)[order]
+        counts, size_factor, scaled = self.prepare_input(counts_all[order], batch_index)
         outputs = {"indices": indices[order], "counts": counts, "size_factor": size_factor, "scaled": scaled}
+        if batch_index is not None:
+            outputs["batch_index"] = batch_index
         # while pre-training, only the noisy pass of the loss is needed
         if not self.training or self.clustering_active:
             outputs["z"], outputs["attention"] = self.embed(scaled)
@@ -179,7 +212,8 @@ class BGFormerModule(BaseModuleClass):
         """
         counts, size_factor, scaled = (inference_outputs[k] for k in ("counts", "size_factor", "scaled"))
         noisy_z, _ = self.embed(scaled + self.input_noise * torch.randn_like(scaled))
-        self_reconstruction = zinb_nll(self.decoder(noisy_z, size_factor), counts)
+        batch_index = inference_outputs.get("batch_index")
+        self_reconstruction = zinb_nll(self.decoder(noisy_z, size_factor, batch_index=batch_index), counts)
         total = self_reconstruction.mean()
         metrics = {"zinb_embedding": total.detach()}
 
@@ -192,7 +226,7 @@ class BGFormerModule(BaseModuleClass):
                     self._pending_refresh = h.detach().float()  # anchors stay float32 under autocast
             commitment = (selected - h).pow(2).mean()
             # the decoder runs on the anchors and each cell takes its anchor's distribution
-            anchors = self.anchor_decoder(self.codebook.anchors, size_factor, rows=index)
+            anchors = self.anchor_decoder(self.codebook.anchors, size_factor, rows=index, batch_index=batch_index)
             anchor_reconstruction = zinb_nll(anchors, counts).mean()
             total = total + self.anchor_weight * (anchor_reconstruction + commitment)
             metrics |= {"zinb_anchor": anchor_reconstruction.detach(), "commitment": commitment.detach()}

@@ -1,11 +1,12 @@
 """Data access shared by the methods: count validation, streaming statistics, training views."""
 
-from ._anndata import counts_matrix, describe_source, training_view
+from ._anndata import check_batch_column, counts_matrix, describe_source, training_view
 from ._blocks import BlockShuffleDataSplitter, BlockShuffleSampler
 from ._device import DeviceDataSplitter, DeviceRows, fits_on_gpu, resolve_data_on_device, training_device
 from ._statistics import (
     CountStatistics,
     iter_row_chunks,
+    log_normalized_group_means,
     log_normalized_moments,
     projected_log_features,
     scaled_log_features,
@@ -21,10 +22,12 @@ __all__ = [
     "CountStatistics",
     "DeviceDataSplitter",
     "DeviceRows",
+    "check_batch_column",
     "counts_matrix",
     "describe_source",
     "fits_on_gpu",
     "iter_row_chunks",
+    "log_normalized_group_means",
     "log_normalized_moments",
     "projected_log_features",
     "resolve_data_on_device",

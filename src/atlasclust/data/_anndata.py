@@ -36,6 +36,7 @@ def training_view(
     adata: ad.AnnData,
     layer: str | None = None,
     *,
+    obs_keys: tuple[str | None, ...] = (),
     obsm_keys: tuple[str | None, ...] = (),
     obsp_keys: tuple[str | None, ...] = (),
 ) -> ad.AnnData:
@@ -45,11 +46,14 @@ def training_view(
     keeps the user's object exactly as it was. The counts are shared, not copied (for a backed
     file, the view reads from the same file). The view has the counts where the user has them
     (``X`` or ``layers[layer]``), and a per-cell row index so that batches can be put back in place.
-    ``obsm_keys`` and ``obsp_keys`` (``None`` entries are skipped) are shared too; a missing one
-    raises a :class:`KeyError` naming what is there.
+    ``obs_keys``, ``obsm_keys`` and ``obsp_keys`` (``None`` entries are skipped) are shared too (obs
+    columns copied); a missing one raises a :class:`KeyError` naming what is there.
     """
     matrix = counts_matrix(adata, layer)
     obs = pd.DataFrame({INDICES_COLUMN: np.arange(adata.n_obs)}, index=adata.obs_names.copy())
+    for key in obs_keys:
+        if key is not None:
+            obs[key] = _entry(adata.obs, key, "obs").array.copy()  # by position, categories kept
     var = pd.DataFrame(index=adata.var_names.copy())
     obsm = {key: _entry(adata.obsm, key, "obsm") for key in obsm_keys if key is not None}
     obsp = {key: _entry(adata.obsp, key, "obsp") for key in obsp_keys if key is not None}
@@ -82,3 +86,23 @@ def check_same_genes(expected: pd.Index, adata: ad.AnnData) -> None:
         parts.append("same genes in another order: use adata[:, model_genes]")
     msg = "Genes do not match the model: " + "; ".join(parts) + "."
     raise ValueError(msg)
+
+
+def check_batch_column(adata: ad.AnnData, batch_key: str, *, known: list | None = None) -> None:
+    """Raise a clear error when ``obs[batch_key]`` is missing, has missing values or, given ``known``, other batches."""
+    column = _entry(adata.obs, batch_key, "obs")
+    missing = int(column.isna().sum())
+    if missing:
+        msg = (
+            f"adata.obs[{batch_key!r}] has no batch for {missing} cells: fill them in (e.g. with 'unknown') "
+            "or drop those cells."
+        )
+        raise ValueError(msg)
+    if known is not None:
+        unknown = sorted(map(str, set(column.unique()) - set(known)))
+        if unknown:
+            msg = (
+                f"adata.obs[{batch_key!r}] holds batches the model was not trained on: {unknown[:10]}; "
+                f"a model conditioned on batches embeds cells of its own batches ({sorted(map(str, known))[:10]})."
+            )
+            raise ValueError(msg)

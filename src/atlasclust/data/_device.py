@@ -66,13 +66,15 @@ class DeviceRows:
     Parameters
     ----------
     tensors
-        A split's tensors: counts (``X``) and the registered cell indices of its rows.
+        A split's tensors: counts (``X``), the registered cell indices of its rows and, where
+        registered, their batch codes.
     n_obs
         Number of registered cells; every one must be among the rows.
     """
 
     def __init__(self, tensors: dict[str, torch.Tensor], n_obs: int):
         self.counts = tensors[REGISTRY_KEYS.X_KEY]
+        self.batch_codes = tensors.get(REGISTRY_KEYS.BATCH_KEY)
         cells = tensors[REGISTRY_KEYS.INDICES_KEY].reshape(-1).long()
         self.row_of = torch.full((n_obs,), -1, dtype=torch.long, device=self.counts.device)
         self.row_of[cells] = torch.arange(len(cells), device=self.counts.device)
@@ -94,11 +96,12 @@ class DeviceRows:
         return self.counts.device
 
     def batches(self, cells: Sequence[int] | np.ndarray, batch_size: int):
-        """Yield ``(counts, cell indices)`` on the device for consecutive batches of ``cells``."""
+        """Yield ``(counts, cell indices, batch codes or None)`` on the device for consecutive batches of ``cells``."""
         cells = torch.as_tensor(np.asarray(cells), dtype=torch.long, device=self.device)
         for start in range(0, len(cells), batch_size):
             batch = cells[start : start + batch_size]
-            yield self.counts[self.row_of[batch]], batch
+            rows = self.row_of[batch]
+            yield self.counts[rows], batch, None if self.batch_codes is None else self.batch_codes[rows]
 
 
 def dense_bytes(adata: ad.AnnData) -> int:

@@ -192,6 +192,32 @@ def log_normalized_moments(
     return mean, std
 
 
+def log_normalized_group_means(
+    matrix,
+    library_size: np.ndarray,
+    gene_index: np.ndarray,
+    groups: np.ndarray,
+    n_groups: int,
+    *,
+    target_sum: float,
+    chunk_size: int | None = None,
+) -> np.ndarray:
+    """Per-group, per-gene mean (``n_groups x genes``) of ``log1p(x * target_sum / library)``, in one pass.
+
+    ``groups`` holds each cell's group code (``0 <= code < n_groups``); a group without cells gets zeros.
+    """
+    groups = np.asarray(groups).ravel()
+    total = np.zeros((n_groups, len(gene_index)))
+    for start, stop, chunk in iter_row_chunks(matrix, chunk_size=chunk_size):
+        sub = sp.diags(target_sum / library_size[start:stop]) @ chunk[:, gene_index]
+        sub.data = np.log1p(sub.data)
+        codes = groups[start:stop]
+        membership = sp.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(n_groups, len(codes)))
+        total += np.asarray((membership @ sub).todense())
+    sizes = np.bincount(groups, minlength=n_groups)
+    return total / np.maximum(sizes, 1)[:, None]
+
+
 def scaled_log_features(
     matrix,
     library_size: np.ndarray,

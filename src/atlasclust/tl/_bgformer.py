@@ -14,7 +14,7 @@ from atlasclust._checkpoints import checkpoint_folder
 from atlasclust._guards import halving_batch_size_on_oom
 from atlasclust._reproducibility import deterministic_mode
 from atlasclust.bgformer import BGFormer
-from atlasclust.data import counts_matrix, training_view
+from atlasclust.data import check_batch_column, counts_matrix, training_view
 
 from ._results import cluster_categorical, package_versions, storable, write_clustering
 
@@ -26,6 +26,7 @@ def bgformer(
     n_clusters: int | None = None,
     *,
     layer: str | None = None,
+    batch_key: str | None = None,
     n_top_genes: int | None = 2000,
     n_anchors: int = 64,
     n_heads: int = 4,
@@ -67,6 +68,11 @@ def bgformer(
         learned in the first training phase.
     layer
         Layer with raw counts; ``None`` uses ``adata.X``.
+    batch_key
+        ``obs`` column naming each cell's batch (sample, donor, technology). Each cell's input is
+        then centred within its batch and the ZINB decoders are conditioned on it, as scVI's are,
+        so that the embedding (and the clusters) need not follow the batches; cells to ``predict``
+        later must come from the same batches.
     n_top_genes
         Number of highly variable genes (Seurat flavour, computed in a streaming pass);
         ``None`` uses all genes.
@@ -161,13 +167,15 @@ def bgformer(
         msg = "copy=True needs an in-memory AnnData; with backed data, write the result with adata.write(new_path)."
         raise ValueError(msg)
     counts_matrix(adata, layer)  # KeyError for a missing layer, before any work
+    if batch_key is not None:
+        check_batch_column(adata, batch_key)
     model_options = {k: v for k, v in kwargs.items() if k in _MODEL_OPTIONS}
     train_options = {k: v for k, v in kwargs.items() if k not in _MODEL_OPTIONS}
 
     def fit(batch_size: int) -> BGFormer:
         scvi.settings.seed = random_state
-        view = training_view(adata, layer)
-        BGFormer.setup_anndata(view, layer=layer)
+        view = training_view(adata, layer, obs_keys=(batch_key,))
+        BGFormer.setup_anndata(view, layer=layer, batch_key=batch_key)
         model = BGFormer(
             view,
             n_clusters,
