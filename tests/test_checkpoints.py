@@ -72,6 +72,7 @@ def test_checkpoints_of_other_settings_are_refused(cells, tmp_path):
     with pytest.raises(RuntimeError, match="simulated crash"):
         ac.tl.bgformer(cells, 3, checkpoint_dir=tmp_path, callbacks=[Crash(4)], copy=True, **FAST)
     adata = cells.copy()
+    adata.obs["sample"] = np.repeat(["s1", "s2"], adata.n_obs // 2)
     before = snapshot(adata)
     with pytest.raises(
         ValueError, match=r"other settings \(max_epochs, pretrain_epochs differ\).*empty checkpoint_dir"
@@ -82,6 +83,8 @@ def test_checkpoints_of_other_settings_are_refused(cells, tmp_path):
     # every setting of the model counts, not only those in its summary
     with pytest.raises(ValueError, match=r"\(dec_weight differ\)"):
         ac.tl.bgformer(adata, 3, checkpoint_dir=tmp_path, dec_weight=0.5, **FAST)
+    with pytest.raises(ValueError, match=r"\(batch_key differ\)"):
+        ac.tl.bgformer(adata, 3, checkpoint_dir=tmp_path, batch_key="sample", **FAST)
     assert_unchanged(adata, before)
 
 

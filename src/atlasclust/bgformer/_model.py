@@ -444,6 +444,8 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
             "train": {k: v for k, v in fit_kwargs.items() if k in ("batch_size", "train_size", "plan_kwargs")},
             "random_state": random_state,
         }
+        if self._batch_key is not None:  # only then, so checkpoints of runs without batches still match
+            fingerprint["batch_key"] = self._batch_key
         if shuffle_block_size > 1:
             fingerprint["shuffle_block_size"] = shuffle_block_size
             fit_kwargs["datamodule"] = BlockShuffleDataSplitter(
