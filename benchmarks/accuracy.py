@@ -38,6 +38,7 @@ METHODS = [
     "bgformer_merged",
     "bgformer_batch",
     "scrcl",
+    "scrcl_batch",
     "kmeans_pca",
     "leiden_res1",
     "leiden_trueK",
@@ -48,11 +49,11 @@ METHODS = [
 #: Baselines that need spot coordinates (``obsm["spatial"]``); skipped on other datasets.
 SPATIAL_METHODS = {"spatial_kmeans_pca"}
 #: Methods that read each cell's batch (``obs`` column named in BATCH_COLUMNS); skipped on other datasets.
-BATCH_METHODS = {"bgformer_batch", "scvi_batch_leiden_trueK"}
+BATCH_METHODS = {"bgformer_batch", "scrcl_batch", "scvi_batch_leiden_trueK"}
 #: obs columns taken as a dataset's batches (metadata recorded with the data, not labels), first found wins.
 BATCH_COLUMNS = ("batch", "donor", "sample")
 #: Methods of this package (the others are baselines).
-OURS = {"bgformer", "bgformer_merged", "bgformer_batch", "scrcl"}
+OURS = {"bgformer", "bgformer_merged", "bgformer_batch", "scrcl", "scrcl_batch"}
 
 
 def _leiden_with_k(adata, k: int, seed: int, neighbors_key: str | None = None) -> np.ndarray:
@@ -131,10 +132,18 @@ def run_one(dataset: str, method: str, seed: int) -> dict:
             enable_progress_bar=False,
         )
         labels = adata.obs["bgformer"].to_numpy()
-    elif method == "scrcl":
+    elif method in ("scrcl", "scrcl_batch"):
         spatial_key = "spatial" if "spatial" in adata.obsm else None
         n_top = min(2000, adata.n_vars)
-        ac.tl.scrcl(adata, k, n_top_genes=n_top, spatial_key=spatial_key, random_state=seed, enable_progress_bar=False)
+        ac.tl.scrcl(
+            adata,
+            k,
+            n_top_genes=n_top,
+            spatial_key=spatial_key,
+            batch_key=batch_key,
+            random_state=seed,
+            enable_progress_bar=False,
+        )
         labels = adata.obs["scrcl"].to_numpy()
     elif method in ("scvi_leiden_trueK", "scvi_batch_leiden_trueK"):
         import scvi
@@ -191,8 +200,8 @@ def write_tables(rows: list[dict], seeds: int) -> str:
         "scRCL with their default settings and default epoch budgets (no label-based selection), and "
         '`bgformer_merged`, BGFormer with its one non-default option `center_init="merged"`; on datasets that '
         "record each cell's batch (an obs column `batch`, `donor` or `sample`; among the shared data only Baron's "
-        "`donor`), `bgformer_batch`, BGFormer with `batch_key` set to it, beside `scvi_batch_leiden_trueK`, scVI "
-        "with the same `batch_key`; each run in its own "
+        "`donor`), `bgformer_batch` and `scrcl_batch`, BGFormer and scRCL with `batch_key` set to it, beside "
+        "`scvi_batch_leiden_trueK`, scVI with the same `batch_key`; each run in its own "
         "process. Cells: mean ± sd over seeds. Peak memory is the run's max RSS (whole process).",
         "",
         "Baselines (as in `../shared/data/baselines.md`): `kmeans_pca`, k-means on 50 PCs of the scaled 2000 HVGs; "

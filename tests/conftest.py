@@ -36,3 +36,10 @@ def clustered():
     adata = ac.datasets.simulate(600, 200, 4, n_markers=25, random_state=0)
     model = ac.tl.bgformer(adata, 4, return_model=True, store_attention=True, **FAST)
     return adata, model
+
+
+@pytest.fixture
+def two_batches() -> ad.AnnData:
+    """Two batches of the same 3 cell types (same markers), every gene's base level redrawn per batch."""
+    parts = [ac.datasets.simulate(300, 200, 3, random_state=seed) for seed in (0, 1)]
+    return ad.concat(parts, label="batch", keys=["b0", "b1"], index_unique="-")

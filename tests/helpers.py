@@ -22,6 +22,17 @@ FAST = {
 }
 
 
+#: Bad ``batch_key="donor"`` columns every ``tl`` function must refuse: case: (edit of the AnnData, error, message)
+BAD_BATCH_KEYS = {
+    "missing column": (lambda adata: None, KeyError, "'donor' not found in adata.obs"),
+    "missing value": (
+        lambda adata: adata.obs.__setitem__("donor", [None] + ["a"] * (adata.n_obs - 1)),
+        ValueError,
+        "no batch for 1",
+    ),
+}
+
+
 #: Bad inputs every ``tl`` function must refuse on the ``counts`` fixture (600 cells, 200 genes).
 BAD_INPUTS = {  # case: (edit of the dense counts, arguments, error, message)
     "non-integer": (lambda x: x.__setitem__((0, 0), 0.5), {}, ValueError, "non-integer.*layer="),

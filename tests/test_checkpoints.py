@@ -94,6 +94,10 @@ def test_scrcl_checkpoints_of_other_loss_weights_are_refused(cells, tmp_path):
         ac.tl.scrcl(cells, 3, checkpoint_dir=tmp_path, callbacks=[Crash(4)], copy=True, **options)
     with pytest.raises(ValueError, match=r"\(alpha differ\)"):
         ac.tl.scrcl(cells, 3, checkpoint_dir=tmp_path, alpha=10.0, copy=True, **options)
+    batched = cells.copy()
+    batched.obs["sample"] = np.repeat(["s1", "s2"], batched.n_obs // 2)
+    with pytest.raises(ValueError, match=r"\(batch_key differ\)"):
+        ac.tl.scrcl(batched, 3, checkpoint_dir=tmp_path, batch_key="sample", copy=True, **options)
 
 
 def test_cli_killed_during_training_resumes_to_the_uninterrupted_result(tmp_path):

@@ -144,3 +144,13 @@ def test_scrcl_command_on_spatial_spots(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
     assert main([*arguments[:-2], "--spatial-key", "nowhere", "--quiet"]) == 1
     assert "nowhere" in capsys.readouterr().err
+
+
+def test_scrcl_command_with_batches(tmp_path, capsys):
+    source, out = tmp_path / "in.h5ad", tmp_path / "out.h5ad"
+    adata = ac.datasets.simulate(200, 100, 2, n_markers=20)
+    adata.obs["sample"] = np.repeat(["s1", "s2"], 100)
+    adata.write_h5ad(source)
+    arguments = ["--n-clusters", "2", "--batch-key", "sample", "--max-epochs", "5", "--quiet"]
+    assert main(["scrcl", str(source), "-o", str(out), *arguments]) == 0, capsys.readouterr().err
+    assert ad.read_h5ad(out).uns["scrcl"]["params"]["batch_key"] == "sample"

@@ -62,11 +62,9 @@ def run_method(args: argparse.Namespace) -> int:
         adata = ad.read_h5ad(source, backed="r" if args.backed else None)
     except Exception as error:  # h5py and anndata raise many kinds for unreadable files
         raise ValueError(f"cannot read {source} as an .h5ad file: {error}") from error
-    options = {}
-    if args.command == "bgformer":
-        options = {"batch_key": args.batch_key}
+    options = {"batch_key": args.batch_key}
     if args.command == "scrcl":
-        options = {
+        options |= {
             "spatial_key": args.spatial_key,
             "graph_key": args.graph_key,
             "smooth_labels": args.smooth_labels,
@@ -153,12 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
             "--checkpoint-dir", default=None, help="folder for per-epoch checkpoints; rerun with it to resume"
         )
         method.add_argument("--quiet", action="store_true", help="no progress bar")
-        if name == "bgformer":
-            method.add_argument(
-                "--batch-key",
-                default=None,
-                help="obs column of each cell's batch (sample, donor); decoders condition on it",
-            )
+        method.add_argument(
+            "--batch-key",
+            default=None,
+            help="obs column of each cell's batch (sample, donor), so clusters need not follow it",
+        )
         if name == "scrcl":
             method.add_argument("--spatial-key", default=None, help="obsm key of spot coordinates, e.g. spatial")
             method.add_argument("--graph-key", default=None, help="obsp key of a cell graph to use")

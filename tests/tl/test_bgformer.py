@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from helpers import BAD_INPUTS, FAST, assert_unchanged, shared_dataset, snapshot
+from helpers import BAD_BATCH_KEYS, BAD_INPUTS, FAST, assert_unchanged, shared_dataset, snapshot
 
 import atlasclust as ac
 
@@ -163,13 +163,6 @@ def test_early_stopping_on_unsupervised_validation_loss(counts):
     assert list(history["phase"]) == ["pretrain", "pretrain", "cluster", "cluster"]
 
 
-@pytest.fixture
-def two_batches():
-    """Two batches of the same 3 cell types (same markers), every gene's base level redrawn per batch."""
-    parts = [ac.datasets.simulate(300, 200, 3, random_state=seed) for seed in (0, 1)]
-    return ad.concat(parts, label="batch", keys=["b0", "b1"], index_unique="-")
-
-
 def test_batch_key_keeps_the_clusters_off_the_batches(two_batches):
     options = FAST | {"n_top_genes": None, "max_epochs": 10}
     plain = ac.tl.bgformer(two_batches, 3, copy=True, **options)
@@ -206,19 +199,9 @@ def test_batch_key_backed_saved_and_predicted(two_batches, tmp_path):
         model.predict(elsewhere)
 
 
-@pytest.mark.parametrize(
-    ("edit", "error", "message"),
-    [
-        (lambda adata: None, KeyError, "'donor' not found in adata.obs"),
-        (
-            lambda adata: adata.obs.__setitem__("donor", [None] + ["a"] * (adata.n_obs - 1)),
-            ValueError,
-            "no batch for 1",
-        ),
-    ],
-    ids=["missing column", "missing value"],
-)
-def test_bad_batch_key_raises_clearly_and_changes_nothing(counts, edit, error, message):
+@pytest.mark.parametrize("case", BAD_BATCH_KEYS)
+def test_bad_batch_key_raises_clearly_and_changes_nothing(counts, case):
+    edit, error, message = BAD_BATCH_KEYS[case]
     edit(counts)
     before = snapshot(counts)
     with pytest.raises(error, match=message):

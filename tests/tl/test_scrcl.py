@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from helpers import BAD_INPUTS, assert_unchanged, shared_dataset, snapshot
+from helpers import BAD_BATCH_KEYS, BAD_INPUTS, assert_unchanged, shared_dataset, snapshot
 
 import atlasclust as ac
 
@@ -226,3 +226,54 @@ def test_backed_input_gives_the_in_memory_result(counts, tmp_path):
     in_memory = ac.tl.scrcl(counts, 4, copy=True, **SCRCL_FAST)
     ac.tl.scrcl(backed, 4, **SCRCL_FAST)
     np.testing.assert_allclose(backed.obsm["X_scrcl"], in_memory.obsm["X_scrcl"], atol=1e-5)
+
+
+def _cross_batch_share(graph: sp.spmatrix, batches: pd.Series) -> float:
+    """Share of the graph's edges that join cells of different batches."""
+    rows, columns = sp.triu(graph, k=1).nonzero()
+    codes = batches.cat.codes.to_numpy()
+    return float(np.mean(codes[rows] != codes[columns]))
+
+
+def test_batch_key_keeps_neighbours_and_clusters_off_the_batches(two_batches):
+    options = SCRCL_FAST | {"n_top_genes": None}
+    plain = ac.tl.scrcl(two_batches, 3, copy=True, **options)
+    assert ac.metrics.evaluate(two_batches.obs["batch"], plain.obs["scrcl"])["ARI"] > 0.5
+    assert ac.metrics.evaluate(two_batches.obs["cell_type"], plain.obs["scrcl"])["ARI"] < 0.5
+    before = snapshot(two_batches)
+    result = ac.tl.scrcl(two_batches, 3, batch_key="batch", copy=True, **options)
+    assert_unchanged(two_batches, before)
+    assert ac.metrics.evaluate(two_batches.obs["cell_type"], result.obs["scrcl"])["ARI"] >= 0.9
+    assert abs(ac.metrics.evaluate(two_batches.obs["batch"], result.obs["scrcl"])["ARI"]) < 0.1
+    # with batch_key the expression graph joins the batches (41% of its edges; 0.02% without)
+    assert _cross_batch_share(plain.obsp["scrcl_connectivities"], two_batches.obs["batch"]) < 0.05
+    assert _cross_batch_share(result.obsp["scrcl_connectivities"], two_batches.obs["batch"]) > 0.3
+    assert result.uns["scrcl"]["params"]["batch_key"] == "batch"
+
+
+def test_batch_key_saved_predicted_and_refused(two_batches, tmp_path):
+    options = SCRCL_FAST | {"n_top_genes": None}
+    result, model = ac.tl.scrcl(two_batches, 3, batch_key="batch", copy=True, return_model=True, **options)
+    model.save(tmp_path / "model")
+    new_cells = two_batches[::7].copy()
+    loaded = ac.models.SCRCL.load(tmp_path / "model", adata=new_cells)
+    assert ac.metrics.evaluate(loaded.predict(new_cells), result.obs["scrcl"].to_numpy()[::7])["ARI"] > 0.9
+    elsewhere = new_cells.copy()
+    elsewhere.obs["batch"] = "b2"
+    with pytest.raises(ValueError, match=r"batches the model was not trained on: \['b2'\]"):
+        model.predict(elsewhere)
+    with pytest.raises(ValueError, match=r"batches the model was not trained on: \['b2'\]"):
+        ac.models.SCRCL.load(tmp_path / "model", adata=elsewhere)
+    # the uncentred input cannot be centred within batches
+    with pytest.raises(ValueError, match="input_features='log' does not"):
+        ac.tl.scrcl(two_batches, 3, batch_key="batch", input_features="log", copy=True, **options)
+
+
+@pytest.mark.parametrize("case", BAD_BATCH_KEYS)
+def test_bad_batch_key_raises_clearly_and_changes_nothing(counts, case):
+    edit, error, message = BAD_BATCH_KEYS[case]
+    edit(counts)
+    before = snapshot(counts)
+    with pytest.raises(error, match=message):
+        ac.tl.scrcl(counts, 4, batch_key="donor", **SCRCL_FAST)
+    assert_unchanged(counts, before)

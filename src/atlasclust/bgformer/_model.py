@@ -38,7 +38,7 @@ from atlasclust.data import (
     training_device,
     training_view,
 )
-from atlasclust.data._anndata import INDICES_COLUMN, check_batch_column, check_same_genes
+from atlasclust.data._anndata import INDICES_COLUMN, check_batch_column, check_same_genes, saved_batches
 
 from ._module import BGFormerModule
 from ._training import BGFormerTrainingPlan
@@ -770,7 +770,6 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         registry = cls.load_registry(dir_path)
         batch_key = registry["setup_args"].get("batch_key")
         view = training_view(adata, registry["setup_args"]["layer"], obs_keys=(batch_key,))
-        if batch_key is not None:
-            batches = registry["field_registries"][REGISTRY_KEYS.BATCH_KEY]["state_registry"]["categorical_mapping"]
-            check_batch_column(view, batch_key, known=list(batches))
+        if (batches := saved_batches(registry)) is not None:
+            check_batch_column(view, batch_key, known=batches)
         return super().load(dir_path, adata=view, **kwargs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import anndata as ad
 import numpy as np
 import pandas as pd
+from scvi import REGISTRY_KEYS
 
 #: obs column of the training view holding each cell's row number (scvi-tools' ``INDICES_KEY``).
 INDICES_COLUMN = "_indices"
@@ -106,3 +107,9 @@ def check_batch_column(adata: ad.AnnData, batch_key: str, *, known: list | None 
                 f"a model conditioned on batches embeds cells of its own batches ({sorted(map(str, known))[:10]})."
             )
             raise ValueError(msg)
+
+
+def saved_batches(registry: dict) -> list | None:
+    """The batches a saved model's registry holds (in code order), or ``None`` when it has none."""
+    field = registry["field_registries"].get(REGISTRY_KEYS.BATCH_KEY)
+    return None if field is None else list(field["state_registry"]["categorical_mapping"])

@@ -259,15 +259,21 @@ def projected_log_features(
     std: np.ndarray,
     center: np.ndarray,
     axes: np.ndarray,
+    group_shift: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
     chunk_size: int | None = None,
 ) -> np.ndarray:
     """Float32 coordinates ``(scaled_log_features - center) @ axes.T`` of every cell, read in row chunks.
 
-    Only ``cells x len(axes)`` is kept, never the ``cells x genes`` matrix.
+    Only ``cells x len(axes)`` is kept, never the ``cells x genes`` matrix. With ``group_shift``
+    (``groups x genes``) and ``groups`` (each cell's group code), each cell's features are first
+    shifted by its group's row.
     """
     coordinates = np.empty((matrix.shape[0], len(axes)), dtype=np.float32)
     for start, stop, chunk in iter_row_chunks(matrix, chunk_size=chunk_size):
         features = scaled_log_features(chunk, library_size[start:stop], gene_index, target_sum=target_sum, std=std)
+        if group_shift is not None:
+            features -= group_shift[groups[start:stop]]
         coordinates[start:stop] = (features - center) @ axes.T
     return coordinates
 

@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
-from scvi.data.fields import NumericalObsField
+from scvi.data.fields import CategoricalObsField, NumericalObsField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from scvi.model.base._save_load import _load_saved_files
 from sklearn.decomposition import PCA
@@ -29,6 +29,7 @@ from atlasclust.data import (
     counts_matrix,
     describe_source,
     fits_on_gpu,
+    log_normalized_group_means,
     log_normalized_moments,
     projected_log_features,
     scaled_log_features,
@@ -38,7 +39,7 @@ from atlasclust.data import (
     training_device,
     training_view,
 )
-from atlasclust.data._anndata import INDICES_COLUMN, check_same_genes
+from atlasclust.data._anndata import INDICES_COLUMN, check_batch_column, check_same_genes, saved_batches
 from atlasclust.pp._graphs import (
     GRAPH_NORMALIZATIONS,
     binary_symmetric,
@@ -274,6 +275,14 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
             # resolved here, like graph_normalization, so the saved parameters keep it
             input_features = "scaled" if self._setup_args["spatial_key"] is not None else "pca"
         self.input_features = input_features
+        n_batch = int(self.summary_stats.get("n_batch", 0))
+        n_batch = n_batch if n_batch > 1 else 0
+        if n_batch and input_features not in ("pca", "scaled"):
+            msg = (
+                f"batch_key centres each cell within its batch, which input_features={input_features!r} does not "
+                "do; use input_features='pca' or 'scaled' (or 'auto')."
+            )
+            raise ValueError(msg)
         n_refined = n_refined or n_clusters or 16
         self.n_descriptors = min(n_descriptors, n_input, n_obs - 1)
         self.module = SCRCLModule(
@@ -286,6 +295,7 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
             alpha=alpha,
             beta=beta,
             n_view_input=self.n_descriptors if input_features == "pca" else None,
+            n_batch=n_batch,
         )
         self.is_prepared_ = False
         self.n_clusters_: int | None = None
@@ -308,6 +318,7 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         *,
         spatial_key: str | None = None,
         graph_key: str | None = None,
+        batch_key: str | None = None,
         **kwargs,
     ) -> None:
         """Register ``adata`` with scvi-tools: counts in ``X`` or ``layers[layer]`` and how to build the graph.
@@ -325,6 +336,9 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
             ``obsm`` key of spot coordinates: the cell graph is their kNN graph (KD-tree).
         graph_key
             ``obsp`` key of a cells x cells graph to use as the cell graph (binarised, symmetrised).
+        batch_key
+            ``obs`` column naming each cell's batch (sample, donor): each cell is centred on its own
+            batch's gene means before the principal axes, the expression graph and the views.
         **kwargs
             Passed to :meth:`scvi.data.AnnDataManager.register_fields`.
         """
@@ -334,20 +348,42 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
             raise ValueError(msg)
         counts_matrix(adata, layer)
         training_view(adata, layer, obsm_keys=(spatial_key,), obsp_keys=(graph_key,))  # KeyErrors
+        if batch_key is not None:
+            check_batch_column(adata, batch_key)
         if spatial_key is not None:
             check_coordinates(adata.obsm[spatial_key], key=spatial_key, n_obs=adata.n_obs)
         if INDICES_COLUMN not in adata.obs:
             adata.obs[INDICES_COLUMN] = np.arange(adata.n_obs)
         # batches carry seed-cell indices only: features and graph live with the model
-        manager = AnnDataManager(
-            fields=[NumericalObsField(REGISTRY_KEYS.INDICES_KEY, INDICES_COLUMN)], setup_method_args=setup_method_args
-        )
+        fields = [NumericalObsField(REGISTRY_KEYS.INDICES_KEY, INDICES_COLUMN)]
+        if batch_key is not None:  # registered for its categories (codes of new cells follow them)
+            fields.append(CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key))
+        manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
         manager.register_fields(adata, **kwargs)
         cls.register_manager(manager)
 
     @property
     def _setup_args(self) -> dict:
         return self.registry_["setup_args"]
+
+    def _batch_codes(self, adata: ad.AnnData) -> np.ndarray | None:
+        """Each cell's batch code (the training batches' order), or ``None`` without ``batch_key``."""
+        batch_key = self._setup_args.get("batch_key")  # models saved before batch_key have none
+        if batch_key is None:
+            return None
+        trained_on = list(self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY).categorical_mapping)
+        check_batch_column(adata, batch_key, known=trained_on)
+        return pd.Categorical(adata.obs[batch_key], categories=trained_on).codes.astype(np.int64)
+
+    def _centre_batches(self, features: np.ndarray, codes: np.ndarray | None) -> np.ndarray:
+        """Shift each row of scaled log ``features`` by its batch's scaled gene means, in place."""
+        if codes is None or not self.module.n_batch:
+            return features
+        shift = (self.module.batch_gene_mean / self.module.gene_std).cpu().numpy()
+        for batch in range(len(shift)):
+            rows = codes == batch
+            features[rows] -= shift[batch]
+        return features
 
     # ------------------------------------------------------------------------------------ data
     def _fit_input_transform(self, random_state: int) -> None:
@@ -366,6 +402,12 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         module.gene_mean = torch.as_tensor(mean, dtype=torch.float32)
         module.gene_std = torch.as_tensor(std, dtype=torch.float32)
         module.median_library_size = torch.tensor(median, dtype=torch.float32)
+        codes = self._batch_codes(self.adata)
+        if module.n_batch:
+            group_means = log_normalized_group_means(
+                matrix, statistics.library_size, gene_index, codes, module.n_batch, target_sum=median
+            )
+            module.batch_gene_mean = torch.as_tensor(group_means, dtype=torch.float32)
         n_obs = matrix.shape[0]
         fit_rows = None  # the principal axes of at most PCA_FIT_MAX_CELLS cells: no cells x genes array of all
         if n_obs > PCA_FIT_MAX_CELLS:
@@ -373,6 +415,8 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         features = scaled_log_features(
             matrix, statistics.library_size, gene_index, target_sum=median, std=std, rows=fit_rows
         )
+        if codes is not None:
+            self._centre_batches(features, codes if fit_rows is None else codes[fit_rows])
         pca = PCA(n_components=self.n_descriptors, svd_solver="randomized", random_state=random_state).fit(features)
         module.pca_mean = torch.as_tensor(pca.mean_, dtype=torch.float32)
         module.pca_components = torch.as_tensor(pca.components_, dtype=torch.float32)
@@ -404,9 +448,10 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         return matrix, statistics.library_size, self.module.gene_index.cpu().numpy(), transform
 
     def _log_features(self, adata: ad.AnnData, statistics: CountStatistics | None = None) -> np.ndarray:
-        """The scaled log expression of ``adata`` (validated counts, training statistics)."""
+        """The scaled log expression of ``adata`` (validated counts, training statistics), centred within batches."""
         matrix, library_size, gene_index, transform = self._read_counts(adata, statistics)
-        return scaled_log_features(matrix, library_size, gene_index, **transform)
+        features = scaled_log_features(matrix, library_size, gene_index, **transform)
+        return self._centre_batches(features, self._batch_codes(adata))
 
     def _components(
         self, adata: ad.AnnData, log_features: np.ndarray | None = None, statistics: CountStatistics | None = None
@@ -421,6 +466,10 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         if log_features is not None:
             return ((log_features - center) @ axes.T).astype(np.float32)
         matrix, library_size, gene_index, transform = self._read_counts(adata, statistics)
+        codes = self._batch_codes(adata)
+        if codes is not None and self.module.n_batch:
+            shift = (self.module.batch_gene_mean / self.module.gene_std).cpu().numpy()
+            transform |= {"group_shift": shift, "groups": codes}
         return projected_log_features(matrix, library_size, gene_index, **transform, center=center, axes=axes)
 
     def cell_graph(self, adata: ad.AnnData, components: np.ndarray | None = None):
@@ -471,9 +520,12 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         elif self.input_features == "log":
             features = log_features
         elif self.input_features == "scaled":
-            # centred after the graph is built from the uncentred features (in place: one dense copy)
-            shift = (self.module.gene_mean / self.module.gene_std).cpu().numpy()
-            features = np.subtract(log_features, shift, out=log_features)
+            # centred after the graph is built from the uncentred features (in place: one dense copy);
+            # with batches each cell was centred within its batch already
+            features = log_features
+            if not self.module.n_batch:
+                shift = (self.module.gene_mean / self.module.gene_std).cpu().numpy()
+                features = np.subtract(log_features, shift, out=log_features)
             np.clip(features, -MAX_SCALED, MAX_SCALED, out=features)
         else:
             matrix = counts_matrix(adata, setup["layer"])
@@ -568,6 +620,8 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
             "plan_kwargs": plan_kwargs,
             "random_state": random_state,
         }
+        if self._setup_args.get("batch_key") is not None:  # only then, so earlier checkpoints still match
+            fingerprint["batch_key"] = self._setup_args["batch_key"]
         checkpoint = phase_checkpoint(checkpoint_dir, "train", fingerprint)
         trainer_kwargs = with_trainer_guard(trainer_kwargs, "scRCL", lr) | checkpoint.trainer_kwargs
         trainer_kwargs["callbacks"] += checkpoint.callbacks
@@ -695,8 +749,17 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         """
         _, var_names, _, _ = _load_saved_files(dir_path, load_adata=False, map_location="cpu")
         check_same_genes(pd.Index(var_names), adata)
-        setup = cls.load_registry(dir_path)["setup_args"]
-        view = training_view(adata, setup["layer"], obsm_keys=(setup["spatial_key"],), obsp_keys=(setup["graph_key"],))
+        registry = cls.load_registry(dir_path)
+        setup = registry["setup_args"]
+        view = training_view(
+            adata,
+            setup["layer"],
+            obs_keys=(setup.get("batch_key"),),
+            obsm_keys=(setup["spatial_key"],),
+            obsp_keys=(setup["graph_key"],),
+        )
+        if (batches := saved_batches(registry)) is not None:
+            check_batch_column(view, setup["batch_key"], known=batches)
         model = super().load(dir_path, adata=view, **kwargs)
         model.is_prepared_ = True
         return model

@@ -44,6 +44,8 @@ class SCRCLModule(BaseModuleClass):
     n_view_input
         Width of the views' input when it is not the genes (the principal components); ``None``
         gives ``n_input``.
+    n_batch
+        Number of batches whose cells are centred on their own batch's gene means (0: none).
     """
 
     def __init__(
@@ -58,8 +60,10 @@ class SCRCLModule(BaseModuleClass):
         alpha: float = 100.0,
         beta: float = 1.0,
         n_view_input: int | None = None,
+        n_batch: int = 0,
     ):
         super().__init__()
+        self.n_batch = n_batch
         n_view_input = n_input if n_view_input is None else n_view_input
         self.temperature = temperature
         self.alpha = alpha
@@ -78,6 +82,8 @@ class SCRCLModule(BaseModuleClass):
         self.register_buffer("median_library_size", torch.tensor(1.0))
         self.register_buffer("pca_mean", torch.zeros(n_input))
         self.register_buffer("pca_components", torch.zeros(n_descriptors, n_input))
+        if n_batch:
+            self.register_buffer("batch_gene_mean", torch.zeros(n_batch, n_input))
         # set after training: k-means or Leiden centres of the unit-normalised embedding (its
         # width depends on the representation clustered, so it is sized when set or loaded)
         self.register_buffer("cluster_centers", torch.zeros(0, 0))

@@ -13,7 +13,7 @@ from scanpy import logging as logg
 from atlasclust._checkpoints import checkpoint_folder
 from atlasclust._guards import halving_batch_size_on_oom
 from atlasclust._reproducibility import deterministic_mode
-from atlasclust.data import counts_matrix, training_view
+from atlasclust.data import check_batch_column, counts_matrix, training_view
 from atlasclust.pp._graphs import check_coordinates, spatial_majority_vote
 from atlasclust.scrcl import SCRCL
 from atlasclust.scrcl._model import default_batch_size
@@ -30,6 +30,7 @@ def scrcl(
     layer: str | None = None,
     spatial_key: str | None = None,
     graph_key: str | None = None,
+    batch_key: str | None = None,
     n_neighbors: int | None = None,
     n_gene_neighbors: int = 5,
     n_top_genes: int | None = 2000,
@@ -77,6 +78,11 @@ def scrcl(
         ``obsm`` key of spot coordinates (e.g. ``"spatial"``): the cell graph is their kNN graph.
     graph_key
         ``obsp`` key of a cell graph to use as it is (binarised and symmetrised).
+    batch_key
+        ``obs`` column naming each cell's batch (sample, donor). Each cell is then centred on its
+        own batch's gene means before the principal axes, the expression graph and the views, so
+        that neighbours and clusters need not follow the batches; cells to ``predict`` later must
+        come from the same batches.
     n_neighbors
         Neighbours per cell of the expression (or spatial) kNN graph; ``None`` gives 10 for the
         expression graph (it clustered the shared scRNA-seq datasets better than the reference's 15)
@@ -190,13 +196,15 @@ def scrcl(
         msg = "smooth_labels needs spot coordinates: pass spatial_key (e.g. 'spatial')."
         raise ValueError(msg)
     counts_matrix(adata, layer)
+    if batch_key is not None:
+        check_batch_column(adata, batch_key)
     model_options = {k: v for k, v in kwargs.items() if k in _MODEL_OPTIONS}
     train_options = {k: v for k, v in kwargs.items() if k not in _MODEL_OPTIONS}
 
     def fit(batch_size: int) -> SCRCL:
         scvi.settings.seed = random_state
-        view = training_view(adata, layer, obsm_keys=(spatial_key,), obsp_keys=(graph_key,))
-        SCRCL.setup_anndata(view, layer=layer, spatial_key=spatial_key, graph_key=graph_key)
+        view = training_view(adata, layer, obs_keys=(batch_key,), obsm_keys=(spatial_key,), obsp_keys=(graph_key,))
+        SCRCL.setup_anndata(view, layer=layer, spatial_key=spatial_key, graph_key=graph_key, batch_key=batch_key)
         model = SCRCL(
             view,
             n_clusters,
