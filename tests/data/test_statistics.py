@@ -140,3 +140,10 @@ def test_scaled_rows_and_projected_features_read_in_chunks_equal_the_dense_compu
         projected = projected_log_features(matrix, library, genes, **options, center=center, axes=axes, chunk_size=64)
         assert projected.shape == (600, 5) and projected.dtype == np.float32
         np.testing.assert_allclose(projected, (expected - center) @ axes.T, rtol=1e-4, atol=1e-4)
+    # each cell first shifted by its group's row
+    shift = np.random.default_rng(1).normal(size=(3, len(genes)))
+    groups = np.arange(600) % 3
+    shifted = projected_log_features(
+        counts.X, library, genes, **options, center=center, axes=axes, group_shift=shift, groups=groups, chunk_size=64
+    )
+    np.testing.assert_allclose(shifted, (expected - shift[groups] - center) @ axes.T, rtol=1e-4, atol=1e-4)
