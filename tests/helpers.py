@@ -95,3 +95,34 @@ def assert_same_result(result: ad.AnnData, expected: ad.AnnData, key: str) -> No
     np.testing.assert_array_equal(result.obsm[f"X_{key}"], expected.obsm[f"X_{key}"])
     assert result.obs[key].equals(expected.obs[key])
     pd.testing.assert_frame_equal(result.uns[key]["history"], expected.uns[key]["history"])
+
+
+def check_batch_key_recovers_types(tool, two_batches: ad.AnnData, key: str, options: dict) -> tuple:
+    """Run ``tool`` on the ``two_batches`` fixture without and with ``batch_key``; both results.
+
+    Without it the clusters follow the batches; with it they follow the cell types, the input is
+    left untouched and ``params`` records the key.
+    """
+    from atlasclust.metrics import evaluate
+
+    truth, batches = two_batches.obs["cell_type"], two_batches.obs["batch"]
+    plain = tool(two_batches, 3, copy=True, **options)
+    assert evaluate(batches, plain.obs[key])["ARI"] > 0.5
+    assert evaluate(truth, plain.obs[key])["ARI"] < 0.5
+    before = snapshot(two_batches)
+    result = tool(two_batches, 3, batch_key="batch", copy=True, **options)
+    assert_unchanged(two_batches, before)
+    assert evaluate(truth, result.obs[key])["ARI"] >= 0.9
+    assert abs(evaluate(batches, result.obs[key])["ARI"]) < 0.1
+    assert result.uns[key]["params"]["batch_key"] == "batch"
+    return plain, result
+
+
+def check_bad_batch_key_refused(tool, counts: ad.AnnData, case: str, options: dict) -> None:
+    """``tool`` refuses the ``BAD_BATCH_KEYS[case]`` column with its message and leaves ``counts`` as it was."""
+    edit, error, message = BAD_BATCH_KEYS[case]
+    edit(counts)
+    before = snapshot(counts)
+    with pytest.raises(error, match=message):
+        tool(counts, 4, batch_key="donor", **options)
+    assert_unchanged(counts, before)

@@ -3,7 +3,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from helpers import BAD_BATCH_KEYS, BAD_INPUTS, FAST, assert_unchanged, shared_dataset, snapshot
+from helpers import (
+    BAD_BATCH_KEYS,
+    BAD_INPUTS,
+    FAST,
+    assert_unchanged,
+    check_bad_batch_key_refused,
+    check_batch_key_recovers_types,
+    shared_dataset,
+    snapshot,
+)
 
 import atlasclust as ac
 
@@ -165,16 +174,7 @@ def test_early_stopping_on_unsupervised_validation_loss(counts):
 
 def test_batch_key_keeps_the_clusters_off_the_batches(two_batches):
     options = FAST | {"n_top_genes": None, "max_epochs": 10}
-    plain = ac.tl.bgformer(two_batches, 3, copy=True, **options)
-    # without the batches, the clusters follow them
-    assert ac.metrics.evaluate(two_batches.obs["batch"], plain.obs["bgformer"])["ARI"] > 0.5
-    assert ac.metrics.evaluate(two_batches.obs["cell_type"], plain.obs["bgformer"])["ARI"] < 0.5
-    before = snapshot(two_batches)
-    result = ac.tl.bgformer(two_batches, 3, batch_key="batch", copy=True, **options)
-    assert_unchanged(two_batches, before)
-    assert ac.metrics.evaluate(two_batches.obs["cell_type"], result.obs["bgformer"])["ARI"] >= 0.9
-    assert abs(ac.metrics.evaluate(two_batches.obs["batch"], result.obs["bgformer"])["ARI"]) < 0.1
-    assert result.uns["bgformer"]["params"]["batch_key"] == "batch"
+    _, result = check_batch_key_recovers_types(ac.tl.bgformer, two_batches, "bgformer", options)
     assert list(result.obs.columns) == ["cell_type", "batch", "bgformer", "bgformer_confidence"]
 
 
@@ -201,9 +201,4 @@ def test_batch_key_backed_saved_and_predicted(two_batches, tmp_path):
 
 @pytest.mark.parametrize("case", BAD_BATCH_KEYS)
 def test_bad_batch_key_raises_clearly_and_changes_nothing(counts, case):
-    edit, error, message = BAD_BATCH_KEYS[case]
-    edit(counts)
-    before = snapshot(counts)
-    with pytest.raises(error, match=message):
-        ac.tl.bgformer(counts, 4, batch_key="donor", **FAST)
-    assert_unchanged(counts, before)
+    check_bad_batch_key_refused(ac.tl.bgformer, counts, case, FAST)

@@ -3,7 +3,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-from helpers import BAD_BATCH_KEYS, BAD_INPUTS, assert_unchanged, shared_dataset, snapshot
+from helpers import (
+    BAD_BATCH_KEYS,
+    BAD_INPUTS,
+    assert_unchanged,
+    check_bad_batch_key_refused,
+    check_batch_key_recovers_types,
+    shared_dataset,
+    snapshot,
+)
 
 import atlasclust as ac
 
@@ -237,18 +245,10 @@ def _cross_batch_share(graph: sp.spmatrix, batches: pd.Series) -> float:
 
 def test_batch_key_keeps_neighbours_and_clusters_off_the_batches(two_batches):
     options = SCRCL_FAST | {"n_top_genes": None}
-    plain = ac.tl.scrcl(two_batches, 3, copy=True, **options)
-    assert ac.metrics.evaluate(two_batches.obs["batch"], plain.obs["scrcl"])["ARI"] > 0.5
-    assert ac.metrics.evaluate(two_batches.obs["cell_type"], plain.obs["scrcl"])["ARI"] < 0.5
-    before = snapshot(two_batches)
-    result = ac.tl.scrcl(two_batches, 3, batch_key="batch", copy=True, **options)
-    assert_unchanged(two_batches, before)
-    assert ac.metrics.evaluate(two_batches.obs["cell_type"], result.obs["scrcl"])["ARI"] >= 0.9
-    assert abs(ac.metrics.evaluate(two_batches.obs["batch"], result.obs["scrcl"])["ARI"]) < 0.1
+    plain, result = check_batch_key_recovers_types(ac.tl.scrcl, two_batches, "scrcl", options)
     # with batch_key the expression graph joins the batches (41% of its edges; 0.02% without)
     assert _cross_batch_share(plain.obsp["scrcl_connectivities"], two_batches.obs["batch"]) < 0.05
     assert _cross_batch_share(result.obsp["scrcl_connectivities"], two_batches.obs["batch"]) > 0.3
-    assert result.uns["scrcl"]["params"]["batch_key"] == "batch"
 
 
 def test_batch_key_saved_predicted_and_refused(two_batches, tmp_path):
@@ -271,9 +271,4 @@ def test_batch_key_saved_predicted_and_refused(two_batches, tmp_path):
 
 @pytest.mark.parametrize("case", BAD_BATCH_KEYS)
 def test_bad_batch_key_raises_clearly_and_changes_nothing(counts, case):
-    edit, error, message = BAD_BATCH_KEYS[case]
-    edit(counts)
-    before = snapshot(counts)
-    with pytest.raises(error, match=message):
-        ac.tl.scrcl(counts, 4, batch_key="donor", **SCRCL_FAST)
-    assert_unchanged(counts, before)
+    check_bad_batch_key_refused(ac.tl.scrcl, counts, case, SCRCL_FAST)
