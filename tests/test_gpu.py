@@ -123,3 +123,11 @@ def test_inference_from_the_copy_kept_on_the_gpu_matches_reading_from_the_host(c
     np.testing.assert_allclose(kept["latent"], read["latent"], atol=1e-4)
     assert (kept["soft"].argmax(1) == read["soft"].argmax(1)).mean() > 0.99
     np.testing.assert_allclose(kept["anchor_usage"], read["anchor_usage"], atol=1e-3)
+
+
+@pytest.mark.parametrize("method", ["bgformer", "scrcl"])
+def test_batch_key_on_the_gpu(two_batches, method):
+    # BGFormer keeps the batch codes with the counts on the GPU; scRCL's centring happens on the host
+    options = (FAST | {"max_epochs": 10} if method == "bgformer" else SCRCL_FAST) | {"n_top_genes": None}
+    result = getattr(ac.tl, method)(two_batches, 3, batch_key="batch", accelerator="gpu", copy=True, **options)
+    assert ac.metrics.evaluate(two_batches.obs["cell_type"], result.obs[method])["ARI"] >= 0.9
