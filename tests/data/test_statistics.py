@@ -6,7 +6,6 @@ import scipy.sparse as sp
 
 import atlasclust as ac
 from atlasclust.data import (
-    log_normalized_group_means,
     log_normalized_moments,
     projected_log_features,
     scaled_log_features,
@@ -37,8 +36,12 @@ def test_group_means_match_direct_computation(counts, tmp_path):
     counts.write_h5ad(tmp_path / "c.h5ad")
     backed = ad.read_h5ad(tmp_path / "c.h5ad", backed="r")
     for matrix in (counts.X, x, backed.X):
-        means = log_normalized_group_means(matrix, library, genes, groups, 4, target_sum=50.0, chunk_size=70)
-        np.testing.assert_allclose(means, expected, rtol=1e-12)
+        moments = log_normalized_moments(
+            matrix, library, genes, target_sum=50.0, groups=groups, n_groups=4, chunk_size=70
+        )
+        np.testing.assert_allclose(moments.group_mean, expected, rtol=1e-12)
+        np.testing.assert_allclose(moments.mean, logged.mean(axis=0), rtol=1e-12)  # the same pass
+    assert log_normalized_moments(counts.X, library, genes, target_sum=50.0).group_mean is None
 
 
 def test_dense_sparse_and_backed_give_identical_statistics(counts, tmp_path):
@@ -68,7 +71,7 @@ def test_top_genes_match_scanpy_seurat_flavour():
 def test_log_normalized_moments_match_scanpy_scale(counts):
     stats = scan_counts(counts.X)
     genes = np.arange(0, 200, 3)
-    mean, std = log_normalized_moments(counts.X, stats.library_size, genes, target_sum=stats.median_library_size)
+    mean, std, _ = log_normalized_moments(counts.X, stats.library_size, genes, target_sum=stats.median_library_size)
     lognorm = counts[:, :].copy()
     sc.pp.normalize_total(lognorm)
     sc.pp.log1p(lognorm)

@@ -14,6 +14,7 @@ from helpers import (
 )
 
 import atlasclust as ac
+from atlasclust.scrcl import _model as scrcl_model
 
 #: A small scRCL for tests: the behaviour under test does not depend on size.
 SCRCL_FAST = {"n_top_genes": 150, "n_hidden": 64, "max_epochs": 20, "enable_progress_bar": False}
@@ -251,9 +252,16 @@ def test_batch_key_keeps_neighbours_and_clusters_off_the_batches(two_batches):
     assert _cross_batch_share(result.obsp["scrcl_connectivities"], two_batches.obs["batch"]) > 0.3
 
 
-def test_batch_key_saved_predicted_and_refused(two_batches, tmp_path):
+def test_batch_key_saved_predicted_and_refused(two_batches, tmp_path, monkeypatch):
     options = SCRCL_FAST | {"n_top_genes": None}
     result, model = ac.tl.scrcl(two_batches, 3, batch_key="batch", copy=True, return_model=True, **options)
+    # rows are centred on their batch's means chunk by chunk, in place
+    monkeypatch.setattr(scrcl_model, "_CENTRE_CHUNK_ROWS", 7)
+    rng = np.random.default_rng(0)
+    features, codes = rng.normal(size=(50, two_batches.n_vars)).astype(np.float32), rng.integers(2, size=50)
+    expected = features - model._batch_shift()[codes]
+    assert model._centre_batches(features, codes) is features
+    np.testing.assert_allclose(features, expected, rtol=1e-6)
     model.save(tmp_path / "model")
     new_cells = two_batches[::7].copy()
     loaded = ac.models.SCRCL.load(tmp_path / "model", adata=new_cells)

@@ -30,7 +30,6 @@ from atlasclust.data import (
     DeviceRows,
     counts_matrix,
     describe_source,
-    log_normalized_group_means,
     log_normalized_moments,
     resolve_data_on_device,
     scan_counts,
@@ -271,14 +270,12 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         else:
             gene_index = select_top_genes(statistics, self.n_top_genes)
         median = statistics.median_library_size
-        mean, std = log_normalized_moments(matrix, statistics.library_size, gene_index, target_sum=median)
-        batch_mean = None
-        if self.module.n_batch:
-            codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY)
-            batch_mean = log_normalized_group_means(
-                matrix, statistics.library_size, gene_index, codes, self.module.n_batch, target_sum=median
-            )
-        self.module.set_gene_statistics(gene_index, mean, std, median, batch_mean)
+        n_batch = self.module.n_batch
+        codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY) if n_batch else None
+        moments = log_normalized_moments(
+            matrix, statistics.library_size, gene_index, target_sum=median, groups=codes, n_groups=n_batch
+        )
+        self.module.set_gene_statistics(gene_index, moments.mean, moments.std, median, moments.group_mean)
         self.selected_genes_ = np.asarray(self.adata.var_names[gene_index]).astype(str)
 
     def _sample_cells(self, rng: np.random.Generator) -> np.ndarray:

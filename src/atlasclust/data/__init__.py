@@ -6,7 +6,6 @@ from ._device import DeviceDataSplitter, DeviceRows, fits_on_gpu, resolve_data_o
 from ._statistics import (
     CountStatistics,
     iter_row_chunks,
-    log_normalized_group_means,
     log_normalized_moments,
     projected_log_features,
     scaled_log_features,
@@ -27,7 +26,6 @@ __all__ = [
     "describe_source",
     "fits_on_gpu",
     "iter_row_chunks",
-    "log_normalized_group_means",
     "log_normalized_moments",
     "projected_log_features",
     "resolve_data_on_device",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -167,55 +168,55 @@ def select_top_genes(statistics: CountStatistics, n_top_genes: int, *, min_cells
     return np.sort(order[:n_top_genes])
 
 
+class LogMoments(NamedTuple):
+    """Per-gene moments of the log-normalised counts (see :func:`log_normalized_moments`)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    #: per-group means (``groups x genes``), or ``None`` when no groups were given
+    group_mean: np.ndarray | None = None
+
+
 def log_normalized_moments(
     matrix,
     library_size: np.ndarray,
     gene_index: np.ndarray,
     *,
     target_sum: float,
+    groups: np.ndarray | None = None,
+    n_groups: int = 0,
     chunk_size: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-gene mean and std (``ddof=1``) of ``log1p(x * target_sum / library)`` on the chosen genes."""
+) -> LogMoments:
+    """Per-gene mean and std (``ddof=1``) of ``log1p(x * target_sum / library)`` on the chosen genes.
+
+    With ``groups`` (each cell's group code, ``0 <= code < n_groups``) the same pass also gives each
+    group's per-gene means; a group without cells gets zeros.
+    """
     n_obs = matrix.shape[0]
     total = np.zeros(len(gene_index))
     total_sq = np.zeros(len(gene_index))
+    group_total = None if groups is None else np.zeros((n_groups, len(gene_index)))
     for start, stop, chunk in iter_row_chunks(matrix, chunk_size=chunk_size):
         sub = chunk[:, gene_index]
         sub = sp.diags(target_sum / library_size[start:stop]) @ sub
         sub.data = np.log1p(sub.data)
         total += np.asarray(sub.sum(axis=0)).ravel()
         total_sq += np.asarray(sub.multiply(sub).sum(axis=0)).ravel()
+        if group_total is not None:
+            codes = np.asarray(groups[start:stop]).ravel()
+            membership = sp.csr_matrix(
+                (np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(n_groups, len(codes))
+            )
+            group_total += np.asarray((membership @ sub).todense())
     mean = total / n_obs
     var = np.maximum(total_sq / n_obs - mean**2, 0.0) * n_obs / max(n_obs - 1, 1)
     std = np.sqrt(var)
     std[std == 0] = 1.0
-    return mean, std
-
-
-def log_normalized_group_means(
-    matrix,
-    library_size: np.ndarray,
-    gene_index: np.ndarray,
-    groups: np.ndarray,
-    n_groups: int,
-    *,
-    target_sum: float,
-    chunk_size: int | None = None,
-) -> np.ndarray:
-    """Per-group, per-gene mean (``n_groups x genes``) of ``log1p(x * target_sum / library)``, in one pass.
-
-    ``groups`` holds each cell's group code (``0 <= code < n_groups``); a group without cells gets zeros.
-    """
-    groups = np.asarray(groups).ravel()
-    total = np.zeros((n_groups, len(gene_index)))
-    for start, stop, chunk in iter_row_chunks(matrix, chunk_size=chunk_size):
-        sub = sp.diags(target_sum / library_size[start:stop]) @ chunk[:, gene_index]
-        sub.data = np.log1p(sub.data)
-        codes = groups[start:stop]
-        membership = sp.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(n_groups, len(codes)))
-        total += np.asarray((membership @ sub).todense())
-    sizes = np.bincount(groups, minlength=n_groups)
-    return total / np.maximum(sizes, 1)[:, None]
+    group_mean = None
+    if group_total is not None:
+        sizes = np.bincount(np.asarray(groups).ravel(), minlength=n_groups)
+        group_mean = group_total / np.maximum(sizes, 1)[:, None]
+    return LogMoments(mean, std, group_mean)
 
 
 def scaled_log_features(

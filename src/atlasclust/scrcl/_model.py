@@ -29,7 +29,6 @@ from atlasclust.data import (
     counts_matrix,
     describe_source,
     fits_on_gpu,
-    log_normalized_group_means,
     log_normalized_moments,
     projected_log_features,
     scaled_log_features,
@@ -57,6 +56,8 @@ logger = logging.getLogger(__name__)
 
 #: Bound of the ``"scaled"`` views' input, in standard deviations (``sc.pp.scale(max_value=10)``).
 MAX_SCALED = 10.0
+#: Rows centred within their batches at a time (see ``SCRCL._centre_batches``).
+_CENTRE_CHUNK_ROWS = 16_384
 #: Fewest cells a model trains on.
 MIN_CELLS = 10
 #: Above this many cells, training goes by mini-batches of seed cells and their neighbours.
@@ -375,14 +376,20 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         check_batch_column(adata, batch_key, known=trained_on)
         return pd.Categorical(adata.obs[batch_key], categories=trained_on).codes.astype(np.int64)
 
+    def _batch_shift(self) -> np.ndarray | None:
+        """Each batch's gene means in the units of the scaled log features (``batches x genes``), if any."""
+        if not self.module.n_batch:
+            return None
+        return (self.module.batch_gene_mean / self.module.gene_std).cpu().numpy()
+
     def _centre_batches(self, features: np.ndarray, codes: np.ndarray | None) -> np.ndarray:
-        """Shift each row of scaled log ``features`` by its batch's scaled gene means, in place."""
-        if codes is None or not self.module.n_batch:
+        """Shift each row of scaled log ``features`` by its batch's row of :meth:`_batch_shift`, in place."""
+        shift = self._batch_shift()
+        if codes is None or shift is None:
             return features
-        shift = (self.module.batch_gene_mean / self.module.gene_std).cpu().numpy()
-        for batch in range(len(shift)):
-            rows = codes == batch
-            features[rows] -= shift[batch]
+        for start in range(0, len(features), _CENTRE_CHUNK_ROWS):  # no second cells x genes array
+            rows = slice(start, start + _CENTRE_CHUNK_ROWS)
+            features[rows] -= shift[codes[rows]]
         return features
 
     # ------------------------------------------------------------------------------------ data
@@ -396,18 +403,23 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         else:
             gene_index = select_top_genes(statistics, self.n_top_genes)
         median = statistics.median_library_size
-        mean, std = log_normalized_moments(matrix, statistics.library_size, gene_index, target_sum=median)
         module = self.module
+        codes = self._batch_codes(self.adata)
+        moments = log_normalized_moments(
+            matrix,
+            statistics.library_size,
+            gene_index,
+            target_sum=median,
+            groups=codes if module.n_batch else None,
+            n_groups=module.n_batch,
+        )
+        std = moments.std
         module.gene_index = torch.as_tensor(gene_index, dtype=torch.long)
-        module.gene_mean = torch.as_tensor(mean, dtype=torch.float32)
+        module.gene_mean = torch.as_tensor(moments.mean, dtype=torch.float32)
         module.gene_std = torch.as_tensor(std, dtype=torch.float32)
         module.median_library_size = torch.tensor(median, dtype=torch.float32)
-        codes = self._batch_codes(self.adata)
         if module.n_batch:
-            group_means = log_normalized_group_means(
-                matrix, statistics.library_size, gene_index, codes, module.n_batch, target_sum=median
-            )
-            module.batch_gene_mean = torch.as_tensor(group_means, dtype=torch.float32)
+            module.batch_gene_mean = torch.as_tensor(moments.group_mean, dtype=torch.float32)
         n_obs = matrix.shape[0]
         fit_rows = None  # the principal axes of at most PCA_FIT_MAX_CELLS cells: no cells x genes array of all
         if n_obs > PCA_FIT_MAX_CELLS:
@@ -466,9 +478,8 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         if log_features is not None:
             return ((log_features - center) @ axes.T).astype(np.float32)
         matrix, library_size, gene_index, transform = self._read_counts(adata, statistics)
-        codes = self._batch_codes(adata)
-        if codes is not None and self.module.n_batch:
-            shift = (self.module.batch_gene_mean / self.module.gene_std).cpu().numpy()
+        codes, shift = self._batch_codes(adata), self._batch_shift()
+        if codes is not None and shift is not None:
             transform |= {"group_shift": shift, "groups": codes}
         return projected_log_features(matrix, library_size, gene_index, **transform, center=center, axes=axes)
 
