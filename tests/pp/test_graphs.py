@@ -99,3 +99,24 @@ def test_majority_vote_fixes_isolated_mislabels():
     noisy = truth.copy()
     noisy[[22, 77]] = 1 - noisy[[22, 77]]
     np.testing.assert_array_equal(spatial_majority_vote(noisy, coordinates, n_neighbors=8), truth)
+
+
+def test_spatial_graph_and_vote_stay_within_slices():
+    # two slices on the same coordinate frame: the same grid twice
+    row, col = np.divmod(np.arange(100), 10)
+    grid = np.column_stack([col, row]).astype(float)
+    coordinates = np.vstack([grid, grid])
+    slices = np.repeat(["a", "b"], 100)
+    graph = spatial_graph(coordinates, n_neighbors=4, groups=slices)
+    assert _is_binary_symmetric_without_loops(graph)
+    assert graph[:100, 100:].nnz == 0 and graph[100:, :100].nnz == 0
+    # within each slice, the graph of that slice alone
+    alone = spatial_graph(grid, n_neighbors=4)
+    assert (graph[:100, :100] != alone).nnz == 0 and (graph[100:, 100:] != alone).nnz == 0
+    # slice a labelled 0, slice b 1 but for one spot: within slices the odd spot is outvoted
+    labels = np.r_[np.zeros(100, int), np.ones(100, int)]
+    labels[155] = 0
+    voted = spatial_majority_vote(labels, coordinates, n_neighbors=8, groups=slices)
+    np.testing.assert_array_equal(voted, np.r_[np.zeros(100, int), np.ones(100, int)])
+    mixed = spatial_majority_vote(labels, coordinates, n_neighbors=8)
+    assert not np.array_equal(mixed, voted)  # without groups, the other slice's spots at the same place vote too

@@ -280,3 +280,19 @@ def test_batch_key_saved_predicted_and_refused(two_batches, tmp_path, monkeypatc
 @pytest.mark.parametrize("case", BAD_BATCH_KEYS)
 def test_bad_batch_key_raises_clearly_and_changes_nothing(counts, case):
     check_bad_batch_key_refused(ac.tl.scrcl, counts, case, SCRCL_FAST)
+
+
+def test_pooled_slices_with_batch_key_are_joined_within_each_slice():
+    # two simulated slices on the same grid: their spots share coordinates
+    pooled = ad.concat(
+        [ac.datasets.simulate_tissue(20, 20, 3, n_genes=120, random_state=seed) for seed in (0, 1)],
+        label="slice",
+        keys=["s0", "s1"],
+        index_unique="-",
+    )
+    options = SCRCL_FAST | {"n_top_genes": None, "spatial_key": "spatial", "smooth_labels": 6, "copy": True}
+    mixed = ac.tl.scrcl(pooled, 3, **options)
+    assert _cross_batch_share(mixed.obsp["scrcl_connectivities"], pooled.obs["slice"]) > 0.3
+    apart = ac.tl.scrcl(pooled, 3, batch_key="slice", **options)
+    assert _cross_batch_share(apart.obsp["scrcl_connectivities"], pooled.obs["slice"]) == 0
+    assert apart.uns["scrcl"]["params"]["batch_key"] == "slice"

@@ -56,8 +56,14 @@ def check_coordinates(coordinates, *, key: str, n_obs: int) -> np.ndarray:
     return coordinates
 
 
-def spatial_graph(coordinates: np.ndarray, *, n_neighbors: int = 15) -> sp.csr_matrix:
-    """Binary kNN graph of spots from their coordinates (KD-tree), symmetrised by union."""
+def spatial_graph(coordinates: np.ndarray, *, n_neighbors: int = 15, groups: np.ndarray | None = None) -> sp.csr_matrix:
+    """Binary kNN graph of spots from their coordinates (KD-tree), symmetrised by union.
+
+    With ``groups`` (each spot's slice), spots are joined only within their own group: slices
+    share a coordinate frame, but a spot of one is no neighbour of a spot of another.
+    """
+    if groups is not None:
+        return _within_groups(spatial_graph, coordinates, groups, n_neighbors=n_neighbors)
     n_obs = len(coordinates)
     k = min(n_neighbors + 1, n_obs)
     search = NearestNeighbors(n_neighbors=k, algorithm="kd_tree").fit(coordinates)
@@ -68,9 +74,37 @@ def spatial_graph(coordinates: np.ndarray, *, n_neighbors: int = 15) -> sp.csr_m
     return binary_symmetric(graph)
 
 
-def spatial_majority_vote(labels: np.ndarray, coordinates: np.ndarray, *, n_neighbors: int) -> np.ndarray:
-    """Each spot takes the most common label among itself and its ``n_neighbors`` nearest spots."""
+def _within_groups(build, coordinates: np.ndarray, groups: np.ndarray, **options) -> sp.csr_matrix:
+    """``build(coordinates of a group, **options)`` for each group, assembled block-diagonally in spot order."""
+    groups = np.asarray(groups)
+    rows, columns = [], []
+    for group in np.unique(groups):
+        members = np.flatnonzero(groups == group)
+        block = build(coordinates[members], **options).tocoo()
+        rows.append(members[block.row])
+        columns.append(members[block.col])
+    rows, columns = np.concatenate(rows), np.concatenate(columns)
+    n_obs = len(coordinates)
+    graph = sp.csr_matrix((np.ones(rows.size, dtype=np.float32), (rows, columns)), shape=(n_obs, n_obs))
+    graph.sort_indices()
+    return graph
+
+
+def spatial_majority_vote(
+    labels: np.ndarray, coordinates: np.ndarray, *, n_neighbors: int, groups: np.ndarray | None = None
+) -> np.ndarray:
+    """Each spot takes the most common label among itself and its ``n_neighbors`` nearest spots.
+
+    With ``groups`` (each spot's slice), only spots of the same group vote.
+    """
     labels = np.asarray(labels)
+    if groups is not None:
+        groups = np.asarray(groups)
+        smoothed = labels.copy()
+        for group in np.unique(groups):
+            members = np.flatnonzero(groups == group)
+            smoothed[members] = spatial_majority_vote(labels[members], coordinates[members], n_neighbors=n_neighbors)
+        return smoothed
     k = min(n_neighbors + 1, len(labels))
     _, neighbors = NearestNeighbors(n_neighbors=k, algorithm="kd_tree").fit(coordinates).kneighbors(coordinates)
     names, codes = np.unique(labels, return_inverse=True)

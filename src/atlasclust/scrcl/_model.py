@@ -339,7 +339,8 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
             ``obsp`` key of a cells x cells graph to use as the cell graph (binarised, symmetrised).
         batch_key
             ``obs`` column naming each cell's batch (sample, donor): each cell is centred on its own
-            batch's gene means before the principal axes, the expression graph and the views.
+            batch's gene means before the principal axes, the expression graph and the views. With
+            ``spatial_key`` a batch is a slice: spots are joined only within their own batch.
         **kwargs
             Passed to :meth:`scvi.data.AnnDataManager.register_fields`.
         """
@@ -492,7 +493,8 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         graph_key = self._setup_args["graph_key"]
         if spatial_key is not None:
             coordinates = check_coordinates(adata.obsm[spatial_key], key=spatial_key, n_obs=adata.n_obs)
-            graph = spatial_knn_graph(coordinates, n_neighbors=self.n_neighbors)
+            # with batches (slices sharing a coordinate frame) spots are joined within their own batch only
+            graph = spatial_knn_graph(coordinates, n_neighbors=self.n_neighbors, groups=self._batch_codes(adata))
         elif graph_key is not None:
             graph = binary_symmetric(adata.obsp[graph_key], name=f"obsp[{graph_key!r}]")
         else:

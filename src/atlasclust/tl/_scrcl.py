@@ -82,7 +82,8 @@ def scrcl(
         ``obs`` column naming each cell's batch (sample, donor). Each cell is then centred on its
         own batch's gene means before the principal axes, the expression graph and the views, so
         that neighbours and clusters need not follow the batches; cells to ``predict`` later must
-        come from the same batches.
+        come from the same batches. With ``spatial_key``, each batch is taken as a slice of its
+        own: spots are joined (and ``smooth_labels`` votes) only within their batch.
     n_neighbors
         Neighbours per cell of the expression (or spatial) kNN graph; ``None`` gives 10 for the
         expression graph (it clustered the shared scRNA-seq datasets better than the reference's 15)
@@ -241,7 +242,8 @@ def scrcl(
         codes = model.predict()
     if smooth_labels:
         coordinates = check_coordinates(adata.obsm[spatial_key], key=spatial_key, n_obs=adata.n_obs)
-        codes = spatial_majority_vote(codes, coordinates, n_neighbors=smooth_labels)
+        slices = None if batch_key is None else adata.obs[batch_key].to_numpy()
+        codes = spatial_majority_vote(codes, coordinates, n_neighbors=smooth_labels, groups=slices)
     labels = cluster_categorical(codes)
 
     gene_embedding = model.gene_embedding()
