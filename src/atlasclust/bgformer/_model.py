@@ -255,8 +255,7 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         check_same_genes(self.adata.var_names, adata)
         view = training_view(adata, self._layer, obs_keys=(self._batch_key,))
         if self._batch_key is not None:
-            trained_on = self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY).categorical_mapping
-            check_batch_column(view, self._batch_key, known=list(trained_on))
+            check_batch_column(view, self._batch_key, known=saved_batches(self.registry_))
         return self._validate_anndata(view)
 
     # ------------------------------------------------------------------------------------ training

@@ -110,6 +110,9 @@ def check_batch_column(adata: ad.AnnData, batch_key: str, *, known: list | None 
 
 
 def saved_batches(registry: dict) -> list | None:
-    """The batches a saved model's registry holds (in code order), or ``None`` when it has none."""
+    """The batches a model's registry holds (in code order), or ``None`` when it has none.
+
+    ``registry`` is a trained model's ``registry_`` or one read from a saved model's folder.
+    """
     field = registry["field_registries"].get(REGISTRY_KEYS.BATCH_KEY)
     return None if field is None else list(field["state_registry"]["categorical_mapping"])

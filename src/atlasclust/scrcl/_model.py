@@ -373,7 +373,7 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         batch_key = self._setup_args.get("batch_key")  # models saved before batch_key have none
         if batch_key is None:
             return None
-        trained_on = list(self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY).categorical_mapping)
+        trained_on = saved_batches(self.registry_)
         check_batch_column(adata, batch_key, known=trained_on)
         return pd.Categorical(adata.obs[batch_key], categories=trained_on).codes.astype(np.int64)
 
