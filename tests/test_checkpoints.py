@@ -100,6 +100,16 @@ def test_scrcl_checkpoints_of_other_loss_weights_are_refused(cells, tmp_path):
         ac.tl.scrcl(batched, 3, checkpoint_dir=tmp_path, batch_key="sample", copy=True, **options)
 
 
+def test_scrcl_checkpoints_of_other_slices_are_refused(tmp_path):
+    tissue = ac.datasets.simulate_tissue(20, 20, 3, n_genes=120, random_state=0)
+    tissue.obs["slice"] = np.where(tissue.obsm["spatial"][:, 0] < 10, "left", "right")
+    options = {"spatial_key": "spatial", "max_epochs": 6, "n_top_genes": None, "enable_progress_bar": False}
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        ac.tl.scrcl(tissue, 3, checkpoint_dir=tmp_path, callbacks=[Crash(4)], copy=True, **options)
+    with pytest.raises(ValueError, match=r"\(library_key differ\)"):
+        ac.tl.scrcl(tissue, 3, checkpoint_dir=tmp_path, library_key="slice", copy=True, **options)
+
+
 def test_cli_killed_during_training_resumes_to_the_uninterrupted_result(tmp_path):
     source = tmp_path / "in.h5ad"
     ac.datasets.simulate(400, 100, 3, n_markers=20).write_h5ad(source)

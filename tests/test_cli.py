@@ -129,9 +129,12 @@ def test_killed_during_training_writes_nothing(tmp_path):
 
 def test_scrcl_command_on_spatial_spots(tmp_path, capsys):
     source, out = tmp_path / "tissue.h5ad", tmp_path / "out.h5ad"
-    ac.datasets.simulate_tissue(20, 20, 3, n_genes=120, random_state=0).write_h5ad(source)
+    tissue = ac.datasets.simulate_tissue(20, 20, 3, n_genes=120, random_state=0)
+    tissue.obs["slice"] = np.where(tissue.obsm["spatial"][:, 0] < 10, "left", "right")
+    tissue.write_h5ad(source)
     arguments = ["scrcl", str(source), "-o", str(out), "--n-clusters", "3", "--spatial-key", "spatial"]
     options = ["--smooth-labels", "6", "--max-epochs", "20", "--representation", "refined", "--quiet"]
+    options += ["--library-key", "slice"]
     options += ["--input-features", "counts", "--graph-normalization", "mean"]
     assert main([*arguments, *options]) == 0
     result = ad.read_h5ad(out)
@@ -140,6 +143,9 @@ def test_scrcl_command_on_spatial_spots(tmp_path, capsys):
     assert result.uns["scrcl"]["params"]["input_features"] == "counts"
     assert result.uns["scrcl"]["params"]["graph_normalization_used"] == "mean"
     assert result.uns["scrcl"]["params"]["metric"] == "euclidean"
+    assert result.uns["scrcl"]["params"]["library_key"] == "slice"
+    left = (result.obs["slice"] == "left").to_numpy()
+    assert result.obsp["scrcl_connectivities"][left][:, ~left].nnz == 0  # the slices are not joined
     assert result.obsm["X_scrcl"].shape[1] == 2 * 3  # two refined views of n_clusters columns
     assert "wrote" in capsys.readouterr().out
     assert main([*arguments[:-2], "--spatial-key", "nowhere", "--quiet"]) == 1

@@ -66,6 +66,7 @@ def run_method(args: argparse.Namespace) -> int:
     if args.command == "scrcl":
         options |= {
             "spatial_key": args.spatial_key,
+            "library_key": args.library_key,
             "graph_key": args.graph_key,
             "smooth_labels": args.smooth_labels,
             "representation": args.representation,
@@ -158,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
         if name == "scrcl":
             method.add_argument("--spatial-key", default=None, help="obsm key of spot coordinates, e.g. spatial")
+            method.add_argument(
+                "--library-key", default=None, help="obs column of each spot's slice when several are pooled"
+            )
             method.add_argument("--graph-key", default=None, help="obsp key of a cell graph to use")
             method.add_argument("--smooth-labels", type=int, default=0, help="majority vote over N spatial neighbours")
             method.add_argument(

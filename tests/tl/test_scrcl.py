@@ -14,6 +14,7 @@ from helpers import (
 )
 
 import atlasclust as ac
+from atlasclust.pp._graphs import spatial_majority_vote
 from atlasclust.scrcl import _model as scrcl_model
 
 #: A small scRCL for tests: the behaviour under test does not depend on size.
@@ -282,17 +283,64 @@ def test_bad_batch_key_raises_clearly_and_changes_nothing(counts, case):
     check_bad_batch_key_refused(ac.tl.scrcl, counts, case, SCRCL_FAST)
 
 
-def test_pooled_slices_with_batch_key_are_joined_within_each_slice():
-    # two simulated slices on the same grid: their spots share coordinates
-    pooled = ad.concat(
+@pytest.fixture(scope="module")
+def pooled_slices() -> ad.AnnData:
+    """Two simulated slices on the same grid: their spots share coordinates."""
+    return ad.concat(
         [ac.datasets.simulate_tissue(20, 20, 3, n_genes=120, random_state=seed) for seed in (0, 1)],
         label="slice",
         keys=["s0", "s1"],
         index_unique="-",
     )
-    options = SCRCL_FAST | {"n_top_genes": None, "spatial_key": "spatial", "smooth_labels": 6, "copy": True}
-    mixed = ac.tl.scrcl(pooled, 3, **options)
-    assert _cross_batch_share(mixed.obsp["scrcl_connectivities"], pooled.obs["slice"]) > 0.3
-    apart = ac.tl.scrcl(pooled, 3, batch_key="slice", **options)
-    assert _cross_batch_share(apart.obsp["scrcl_connectivities"], pooled.obs["slice"]) == 0
+
+
+POOLED_OPTIONS = SCRCL_FAST | {"n_top_genes": None, "spatial_key": "spatial", "smooth_labels": 6, "copy": True}
+
+
+def test_pooled_slices_with_batch_key_are_joined_within_each_slice(pooled_slices):
+    mixed = ac.tl.scrcl(pooled_slices, 3, **POOLED_OPTIONS)
+    assert _cross_batch_share(mixed.obsp["scrcl_connectivities"], pooled_slices.obs["slice"]) > 0.3
+    apart = ac.tl.scrcl(pooled_slices, 3, batch_key="slice", **POOLED_OPTIONS)
+    assert _cross_batch_share(apart.obsp["scrcl_connectivities"], pooled_slices.obs["slice"]) == 0
     assert apart.uns["scrcl"]["params"]["batch_key"] == "slice"
+
+
+def test_library_key_joins_spots_within_slices_and_leaves_expression_uncentred(pooled_slices):
+    apart, model = ac.tl.scrcl(pooled_slices, 3, library_key="slice", return_model=True, **POOLED_OPTIONS)
+    graph = apart.obsp["scrcl_connectivities"]
+    assert _cross_batch_share(graph, pooled_slices.obs["slice"]) == 0
+    assert graph.nnz > 6 * pooled_slices.n_obs  # each spot keeps its spatial neighbours within its slice
+    assert apart.uns["scrcl"]["params"]["library_key"] == "slice"
+    assert model.module.n_batch == 0  # no centring within slices
+    # the same graph as one built slice by slice
+    for name in ("s0", "s1"):
+        members = (pooled_slices.obs["slice"] == name).to_numpy()
+        alone = ac.tl.scrcl(pooled_slices[members].copy(), 3, **POOLED_OPTIONS)
+        assert (graph[members][:, members] != alone.obsp["scrcl_connectivities"]).nnz == 0
+    # smooth_labels votes within slices too
+    slices = pooled_slices.obs["slice"].to_numpy()
+    voted = spatial_majority_vote(model.predict(), pooled_slices.obsm["spatial"], n_neighbors=6, groups=slices)
+    np.testing.assert_array_equal(apart.obs["scrcl"].to_numpy(), voted.astype(str))
+    # new spots are joined within their own slices
+    new_spots = pooled_slices[::2].copy()
+    new_graph = model.cell_graph(new_spots)
+    assert _cross_batch_share(new_graph, new_spots.obs["slice"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("edit", "options", "error", "message"),
+    [
+        (None, {"spatial_key": None, "smooth_labels": 0}, ValueError, "library_key .* needs spot coordinates"),
+        (lambda a: a.obs.pop("slice"), {}, KeyError, "'slice' not found in adata.obs"),
+        (lambda a: a.obs.__setitem__("slice", [None] + ["a"] * (a.n_obs - 1)), {}, ValueError, "no slice for 1"),
+    ],
+    ids=["no coordinates", "missing column", "missing value"],
+)
+def test_bad_library_key_raises_clearly_and_changes_nothing(pooled_slices, edit, options, error, message):
+    adata = pooled_slices.copy()
+    if edit is not None:
+        edit(adata)
+    before = snapshot(adata)
+    with pytest.raises(error, match=message):
+        ac.tl.scrcl(adata, 3, library_key="slice", **(POOLED_OPTIONS | {"copy": False} | options))
+    assert_unchanged(adata, before)

@@ -89,13 +89,16 @@ def check_same_genes(expected: pd.Index, adata: ad.AnnData) -> None:
     raise ValueError(msg)
 
 
-def check_batch_column(adata: ad.AnnData, batch_key: str, *, known: list | None = None) -> None:
-    """Raise a clear error when ``obs[batch_key]`` is missing, has missing values or, given ``known``, other batches."""
+def check_batch_column(adata: ad.AnnData, batch_key: str, *, known: list | None = None, what: str = "batch") -> None:
+    """Raise a clear error when ``obs[batch_key]`` is missing, has missing values or, given ``known``, other batches.
+
+    ``what`` names a value of the column in the message (a batch, a slice).
+    """
     column = _entry(adata.obs, batch_key, "obs")
     missing = int(column.isna().sum())
     if missing:
         msg = (
-            f"adata.obs[{batch_key!r}] has no batch for {missing} cells: fill them in (e.g. with 'unknown') "
+            f"adata.obs[{batch_key!r}] has no {what} for {missing} cells: fill them in (e.g. with 'unknown') "
             "or drop those cells."
         )
         raise ValueError(msg)

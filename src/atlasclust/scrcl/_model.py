@@ -320,6 +320,7 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         spatial_key: str | None = None,
         graph_key: str | None = None,
         batch_key: str | None = None,
+        library_key: str | None = None,
         **kwargs,
     ) -> None:
         """Register ``adata`` with scvi-tools: counts in ``X`` or ``layers[layer]`` and how to build the graph.
@@ -340,7 +341,11 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         batch_key
             ``obs`` column naming each cell's batch (sample, donor): each cell is centred on its own
             batch's gene means before the principal axes, the expression graph and the views. With
-            ``spatial_key`` a batch is a slice: spots are joined only within their own batch.
+            ``spatial_key`` and no ``library_key`` a batch is also a slice: spots are joined only within
+            their own batch.
+        library_key
+            With ``spatial_key``: ``obs`` column naming each spot's slice (squidpy's ``library_key``).
+            Spots are joined only within their own slice; their expression is left as it is.
         **kwargs
             Passed to :meth:`scvi.data.AnnDataManager.register_fields`.
         """
@@ -350,8 +355,13 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
             raise ValueError(msg)
         counts_matrix(adata, layer)
         training_view(adata, layer, obsm_keys=(spatial_key,), obsp_keys=(graph_key,))  # KeyErrors
+        if library_key is not None and spatial_key is None:
+            msg = "library_key names each spot's slice and needs spot coordinates: pass spatial_key (e.g. 'spatial')."
+            raise ValueError(msg)
         if batch_key is not None:
             check_batch_column(adata, batch_key)
+        if library_key is not None:
+            check_batch_column(adata, library_key, what="slice")
         if spatial_key is not None:
             check_coordinates(adata.obsm[spatial_key], key=spatial_key, n_obs=adata.n_obs)
         if INDICES_COLUMN not in adata.obs:
@@ -376,6 +386,14 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         trained_on = saved_batches(self.registry_)
         check_batch_column(adata, batch_key, known=trained_on)
         return pd.Categorical(adata.obs[batch_key], categories=trained_on).codes.astype(np.int64)
+
+    def _slice_codes(self, adata: ad.AnnData) -> np.ndarray | None:
+        """Each spot's slice: ``library_key``'s codes, else the batches' (``None`` without either)."""
+        library_key = self._setup_args.get("library_key")  # models saved before library_key have none
+        if library_key is None:
+            return self._batch_codes(adata)
+        check_batch_column(adata, library_key, what="slice")
+        return pd.factorize(adata.obs[library_key])[0]
 
     def _batch_shift(self) -> np.ndarray | None:
         """Each batch's gene means in the units of the scaled log features (``batches x genes``), if any."""
@@ -493,8 +511,8 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         graph_key = self._setup_args["graph_key"]
         if spatial_key is not None:
             coordinates = check_coordinates(adata.obsm[spatial_key], key=spatial_key, n_obs=adata.n_obs)
-            # with batches (slices sharing a coordinate frame) spots are joined within their own batch only
-            graph = spatial_knn_graph(coordinates, n_neighbors=self.n_neighbors, groups=self._batch_codes(adata))
+            # pooled slices share a coordinate frame: spots are joined within their own slice only
+            graph = spatial_knn_graph(coordinates, n_neighbors=self.n_neighbors, groups=self._slice_codes(adata))
         elif graph_key is not None:
             graph = binary_symmetric(adata.obsp[graph_key], name=f"obsp[{graph_key!r}]")
         else:
@@ -633,8 +651,9 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
             "plan_kwargs": plan_kwargs,
             "random_state": random_state,
         }
-        if self._setup_args.get("batch_key") is not None:  # only then, so earlier checkpoints still match
-            fingerprint["batch_key"] = self._setup_args["batch_key"]
+        for key in ("batch_key", "library_key"):  # only when set, so earlier checkpoints still match
+            if self._setup_args.get(key) is not None:
+                fingerprint[key] = self._setup_args[key]
         checkpoint = phase_checkpoint(checkpoint_dir, "train", fingerprint)
         trainer_kwargs = with_trainer_guard(trainer_kwargs, "scRCL", lr) | checkpoint.trainer_kwargs
         trainer_kwargs["callbacks"] += checkpoint.callbacks

@@ -31,6 +31,7 @@ def scrcl(
     spatial_key: str | None = None,
     graph_key: str | None = None,
     batch_key: str | None = None,
+    library_key: str | None = None,
     n_neighbors: int | None = None,
     n_gene_neighbors: int = 5,
     n_top_genes: int | None = 2000,
@@ -82,8 +83,13 @@ def scrcl(
         ``obs`` column naming each cell's batch (sample, donor). Each cell is then centred on its
         own batch's gene means before the principal axes, the expression graph and the views, so
         that neighbours and clusters need not follow the batches; cells to ``predict`` later must
-        come from the same batches. With ``spatial_key``, each batch is taken as a slice of its
-        own: spots are joined (and ``smooth_labels`` votes) only within their batch.
+        come from the same batches. With ``spatial_key`` and no ``library_key``, each batch is taken
+        as a slice of its own: spots are joined (and ``smooth_labels`` votes) only within their batch.
+    library_key
+        With ``spatial_key``: ``obs`` column naming each spot's slice when several are pooled
+        (squidpy's ``library_key``). Their coordinates may overlap; spots are joined (and
+        ``smooth_labels`` votes) only within their own slice. Unlike ``batch_key`` it leaves the
+        expression as it is: use it for slices whose layers or regions come in different shares.
     n_neighbors
         Neighbours per cell of the expression (or spatial) kNN graph; ``None`` gives 10 for the
         expression graph (it clustered the shared scRNA-seq datasets better than the reference's 15)
@@ -204,8 +210,17 @@ def scrcl(
 
     def fit(batch_size: int) -> SCRCL:
         scvi.settings.seed = random_state
-        view = training_view(adata, layer, obs_keys=(batch_key,), obsm_keys=(spatial_key,), obsp_keys=(graph_key,))
-        SCRCL.setup_anndata(view, layer=layer, spatial_key=spatial_key, graph_key=graph_key, batch_key=batch_key)
+        view = training_view(
+            adata, layer, obs_keys=(batch_key, library_key), obsm_keys=(spatial_key,), obsp_keys=(graph_key,)
+        )
+        SCRCL.setup_anndata(
+            view,
+            layer=layer,
+            spatial_key=spatial_key,
+            graph_key=graph_key,
+            batch_key=batch_key,
+            library_key=library_key,
+        )
         model = SCRCL(
             view,
             n_clusters,
@@ -242,7 +257,8 @@ def scrcl(
         codes = model.predict()
     if smooth_labels:
         coordinates = check_coordinates(adata.obsm[spatial_key], key=spatial_key, n_obs=adata.n_obs)
-        slices = None if batch_key is None else adata.obs[batch_key].to_numpy()
+        slice_key = library_key or batch_key
+        slices = None if slice_key is None else adata.obs[slice_key].to_numpy()
         codes = spatial_majority_vote(codes, coordinates, n_neighbors=smooth_labels, groups=slices)
     labels = cluster_categorical(codes)
 
