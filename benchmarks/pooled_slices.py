@@ -1,4 +1,4 @@
-"""Two DLPFC slices pooled in one AnnData: both methods with and without ``batch_key``, scRCL with ``library_key``.
+"""Two slices pooled in one AnnData: both methods with and without ``batch_key``, scRCL with ``library_key``.
 
 Several slices of a tissue are often studied together. Pooled in one AnnData, their spots share a
 coordinate frame and their expression may differ by slice. This pools two shared DLPFC slices (the
@@ -7,8 +7,9 @@ coordinates and ``tl.bgformer`` (expression only), each at its defaults with K =
 without and with ``batch_key="slice"``. With it, scRCL builds one spatial graph per slice and both
 methods centre each spot on its slice's gene means (``docs/concepts.md``). scRCL also runs with
 ``library_key="slice"``: one spatial graph per slice, the expression left uncentred. ARI against the
-layer annotation, and against the slices (how much the clusters follow the slices). Labels are read
-only to score.
+layer annotation, and against the slices (how much the clusters follow the slices). A third pool,
+``simulated_halves``, cuts one simulated tissue in two slices whose expression programs are the same.
+Labels are read only to score.
 
 Writes ``benchmarks/results/pooled_slices.md`` and ``.json``.
 
@@ -24,8 +25,9 @@ from _seeded import dataset_rows, seeded_main
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "shared" / "data"
 RESULTS = HERE / "results"
-#: Pairs of slices: one donor (151673, 151676) and two donors (151510, whose 500 genes limit the shared ones, and 151673).
-DATASETS = ["dlpfc_151673+dlpfc_151676", "dlpfc_151510+dlpfc_151673"]
+#: Pairs of slices: one donor (151673, 151676) and two donors (151510, whose 500 genes limit the shared ones, and
+#: 151673); and ``simulated_halves`` (see :func:`simulated_halves`).
+DATASETS = ["dlpfc_151673+dlpfc_151676", "dlpfc_151510+dlpfc_151673", "simulated_halves"]
 #: Runs: the method and the option set to ``"slice"`` (``None``: neither).
 RUNS = [
     ("scrcl", None),
@@ -40,10 +42,32 @@ def _column(method: str, option: str | None, against: str) -> str:
     return f"{method}{f' {option}' if option else ''} ({against})"
 
 
+def simulated_halves():
+    """Two slices of one simulated tissue: its left and right halves, the right one upside down on the left's frame.
+
+    Same genes, same expression programs, same depth; the layers' shares differ a little (the layers are
+    wavy bands), and the slices' coordinates overlap with other layers beneath.
+    """
+    import anndata as ad
+    import numpy as np
+
+    import atlasclust as ac
+
+    tissue = ac.datasets.simulate_tissue(random_state=0)  # 40 x 40 spots, 4 layers, 300 genes
+    tissue.obs = tissue.obs.rename(columns={"layer": "cell_type"})
+    xy = tissue.obsm["spatial"]
+    right = xy[:, 0] >= 20
+    left_half, right_half = tissue[~right].copy(), tissue[right].copy()
+    right_half.obsm["spatial"] = np.column_stack([xy[right, 0] - 20, xy[:, 1].max() - xy[right, 1]])
+    return ad.concat([left_half, right_half], label="slice", keys=["left", "right"], index_unique="-")
+
+
 def pooled(dataset: str):
     """The slices named in ``dataset`` (joined by ``+``) on their shared genes, ``obs["slice"]`` naming each spot's."""
     import anndata as ad
 
+    if dataset == "simulated_halves":
+        return simulated_halves()
     names = dataset.split("+")
     slices = [ad.read_h5ad(DATA / f"{name}.h5ad") for name in names]
     genes = slices[0].var_names
@@ -58,7 +82,7 @@ def run_one(dataset: str, seed: int) -> dict:
 
     adata = pooled(dataset)
     truth = adata.obs.pop("cell_type").to_numpy()
-    k = len(set(truth))
+    k = len(set(truth))  # 7 layers on DLPFC, 4 simulated
     row = {"dataset": dataset, "seed": seed, "spots": adata.n_obs, "genes": adata.n_vars}
     for method, option in RUNS:
         options = {"spatial_key": "spatial"} if method == "scrcl" else {}
@@ -78,11 +102,13 @@ def write_table(rows: list[dict]) -> str:
     """Markdown: mean ± sd ARI per pair of slices and run."""
     sizes = {r["dataset"]: (r["spots"], r["genes"]) for r in rows}
     lines = [
-        "# Two DLPFC slices pooled: with and without `batch_key` or `library_key`",
+        "# Two slices pooled: with and without `batch_key` or `library_key`",
         "",
         "`python benchmarks/pooled_slices.py`: two shared DLPFC slices in one AnnData (their shared genes), "
+        "or the two halves of one simulated tissue (`ac.datasets.simulate_tissue(random_state=0)`, the right half "
+        "turned upside down onto the left one's coordinates), "
         '`obs["slice"]` naming each spot\'s slice; `tl.scrcl` with the spot coordinates and `tl.bgformer` '
-        '(expression only) at their defaults, K = 7 layers, without and with `batch_key="slice"` (centred '
+        '(expression only) at their defaults, K = the number of layers (7; 4 simulated), without and with `batch_key="slice"` (centred '
         'within slices; scRCL\'s spatial graph within slices), and scRCL with `library_key="slice"` (its '
         "graph within slices, the expression uncentred). "
         "Pools: "

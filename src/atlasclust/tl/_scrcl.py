@@ -89,7 +89,8 @@ def scrcl(
         With ``spatial_key``: ``obs`` column naming each spot's slice when several are pooled
         (squidpy's ``library_key``). Their coordinates may overlap; spots are joined (and
         ``smooth_labels`` votes) only within their own slice. Unlike ``batch_key`` it leaves the
-        expression as it is: use it for slices whose layers or regions come in different shares.
+        expression as it is, which suits slices whose layers or regions come in different shares; if
+        the clusters then follow the slices, pass ``batch_key`` instead (see :doc:`/concepts`).
     n_neighbors
         Neighbours per cell of the expression (or spatial) kNN graph; ``None`` gives 10 for the
         expression graph (it clustered the shared scRNA-seq datasets better than the reference's 15)
