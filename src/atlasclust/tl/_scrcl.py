@@ -258,9 +258,8 @@ def scrcl(
         codes = model.predict()
     if smooth_labels:
         coordinates = check_coordinates(adata.obsm[spatial_key], key=spatial_key, n_obs=adata.n_obs)
-        slice_key = library_key or batch_key
-        slices = None if slice_key is None else adata.obs[slice_key].to_numpy()
-        codes = spatial_majority_vote(codes, coordinates, n_neighbors=smooth_labels, groups=slices)
+        # the slices the model's spatial graph was built within
+        codes = spatial_majority_vote(codes, coordinates, n_neighbors=smooth_labels, groups=model._slice_codes(adata))
     labels = cluster_categorical(codes)
 
     gene_embedding = model.gene_embedding()
