@@ -6,8 +6,8 @@ genes they share), names each spot's slice in ``obs["slice"]`` and runs ``tl.scr
 coordinates and ``tl.bgformer`` (expression only), each at its defaults with K = the number of layers,
 without and with ``batch_key="slice"``. With it, scRCL builds one spatial graph per slice and both
 methods centre each spot on its slice's gene means (``docs/concepts.md``). scRCL also runs with
-``library_key="slice"``: one spatial graph per slice, the expression left uncentred. ARI against the
-layer annotation, and against the slices (how much the clusters follow the slices). A third pool,
+``library_key="slice"``: one spatial graph per slice, spots of different slices joined where they are
+mutual nearest neighbours in expression, the expression left uncentred. ARI against the layer annotation, and against the slices (how much the clusters follow the slices). A third pool,
 ``simulated_halves``, cuts one simulated tissue in two slices whose expression programs are the same.
 Labels are read only to score.
 
@@ -110,7 +110,8 @@ def write_table(rows: list[dict]) -> str:
         '`obs["slice"]` naming each spot\'s slice; `tl.scrcl` with the spot coordinates and `tl.bgformer` '
         '(expression only) at their defaults, K = the number of layers (7; 4 simulated), without and with `batch_key="slice"` (centred '
         'within slices; scRCL\'s spatial graph within slices), and scRCL with `library_key="slice"` (its '
-        "graph within slices, the expression uncentred). "
+        "spatial graph within slices, mutual nearest neighbours in expression joined across them, the expression "
+        "uncentred). "
         "Pools: "
         + ", ".join(f"{name} {spots:,} spots, {genes:,} genes" for name, (spots, genes) in sorted(sizes.items()))
         + ". ARI against the layers and against the slices, mean ± sd over seeds.",

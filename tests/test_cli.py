@@ -134,7 +134,7 @@ def test_scrcl_command_on_spatial_spots(tmp_path, capsys):
     tissue.write_h5ad(source)
     arguments = ["scrcl", str(source), "-o", str(out), "--n-clusters", "3", "--spatial-key", "spatial"]
     options = ["--smooth-labels", "6", "--max-epochs", "20", "--representation", "refined", "--quiet"]
-    options += ["--library-key", "slice"]
+    options += ["--library-key", "slice", "--mnn-neighbors", "0"]
     options += ["--input-features", "counts", "--graph-normalization", "mean"]
     assert main([*arguments, *options]) == 0
     result = ad.read_h5ad(out)
@@ -144,6 +144,7 @@ def test_scrcl_command_on_spatial_spots(tmp_path, capsys):
     assert result.uns["scrcl"]["params"]["graph_normalization_used"] == "mean"
     assert result.uns["scrcl"]["params"]["metric"] == "euclidean"
     assert result.uns["scrcl"]["params"]["library_key"] == "slice"
+    assert result.uns["scrcl"]["params"]["mnn_neighbors"] == 0
     left = (result.obs["slice"] == "left").to_numpy()
     assert result.obsp["scrcl_connectivities"][left][:, ~left].nnz == 0  # the slices are not joined
     assert result.obsm["X_scrcl"].shape[1] == 2 * 3  # two refined views of n_clusters columns

@@ -67,6 +67,7 @@ def run_method(args: argparse.Namespace) -> int:
         options |= {
             "spatial_key": args.spatial_key,
             "library_key": args.library_key,
+            "mnn_neighbors": args.mnn_neighbors,
             "graph_key": args.graph_key,
             "smooth_labels": args.smooth_labels,
             "representation": args.representation,
@@ -161,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
             method.add_argument("--spatial-key", default=None, help="obsm key of spot coordinates, e.g. spatial")
             method.add_argument(
                 "--library-key", default=None, help="obs column of each spot's slice when several are pooled"
+            )
+            method.add_argument(
+                "--mnn-neighbors",
+                type=int,
+                default=5,
+                help="with --library-key: join spots of two slices that are mutual nearest neighbours in expression "
+                "among this many (0: none)",
             )
             method.add_argument("--graph-key", default=None, help="obsp key of a cell graph to use")
             method.add_argument("--smooth-labels", type=int, default=0, help="majority vote over N spatial neighbours")

@@ -7,6 +7,7 @@ from atlasclust.pp._graphs import (
     expression_graph,
     gcn_normalize,
     gene_graph,
+    mutual_neighbors,
     spatial_graph,
     spatial_majority_vote,
 )
@@ -120,3 +121,33 @@ def test_spatial_graph_and_vote_stay_within_slices():
     np.testing.assert_array_equal(voted, np.r_[np.zeros(100, int), np.ones(100, int)])
     mixed = spatial_majority_vote(labels, coordinates, n_neighbors=8)
     assert not np.array_equal(mixed, voted)  # without groups, the other slice's spots at the same place vote too
+
+
+def test_mutual_neighbors_join_groups_as_the_direct_definition_says():
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(90, 3))
+    groups = np.repeat([2, 0, 1], 30)  # group names in any order
+    graph = mutual_neighbors(points, groups, n_neighbors=4)
+    assert _is_binary_symmetric_without_loops(graph)
+    distances = np.linalg.norm(points[:, None] - points[None], axis=2)
+
+    def nearest(i, group):  # the 4 cells of ``group`` nearest to cell i
+        members = np.flatnonzero(groups == group)
+        return set(members[np.argsort(distances[i, members])[:4]])
+
+    expected = np.zeros((90, 90), dtype=bool)
+    for i in range(90):
+        for j in range(90):
+            if groups[i] != groups[j]:
+                expected[i, j] = j in nearest(i, groups[j]) and i in nearest(j, groups[i])
+    np.testing.assert_array_equal(graph.toarray().astype(bool), expected)
+    assert expected.any()  # some pairs are mutual, and no pair within a group is joined
+
+
+def test_mutual_neighbors_pair_a_copy_with_its_original():
+    rng = np.random.default_rng(1)
+    points = rng.normal(size=(50, 5))
+    copy = points + rng.normal(scale=1e-3, size=points.shape)  # another slice, the same cells
+    graph = mutual_neighbors(np.vstack([points, copy]), np.repeat(["a", "b"], 50), n_neighbors=1)
+    np.testing.assert_array_equal(graph[:50, 50:].toarray(), np.eye(50))
+    assert mutual_neighbors(points, np.zeros(50), n_neighbors=3).nnz == 0  # one group: nothing to join

@@ -14,7 +14,7 @@ from helpers import (
 )
 
 import atlasclust as ac
-from atlasclust.pp._graphs import spatial_majority_vote
+from atlasclust.pp._graphs import mutual_neighbors, spatial_majority_vote
 from atlasclust.scrcl import _model as scrcl_model
 
 #: A small scRCL for tests: the behaviour under test does not depend on size.
@@ -306,7 +306,8 @@ def test_pooled_slices_with_batch_key_are_joined_within_each_slice(pooled_slices
 
 
 def test_library_key_joins_spots_within_slices_and_leaves_expression_uncentred(pooled_slices):
-    apart, model = ac.tl.scrcl(pooled_slices, 3, library_key="slice", return_model=True, **POOLED_OPTIONS)
+    options = POOLED_OPTIONS | {"mnn_neighbors": 0}  # no links across slices (see the next test)
+    apart, model = ac.tl.scrcl(pooled_slices, 3, library_key="slice", return_model=True, **options)
     graph = apart.obsp["scrcl_connectivities"]
     assert _cross_batch_share(graph, pooled_slices.obs["slice"]) == 0
     assert graph.nnz > 6 * pooled_slices.n_obs  # each spot keeps its spatial neighbours within its slice
@@ -325,6 +326,48 @@ def test_library_key_joins_spots_within_slices_and_leaves_expression_uncentred(p
     new_spots = pooled_slices[::2].copy()
     new_graph = model.cell_graph(new_spots)
     assert _cross_batch_share(new_graph, new_spots.obs["slice"]) == 0
+
+
+def _halves(n_rows: int, n_cols: int, n_layers: int, n_genes: int) -> ad.AnnData:
+    """One simulated tissue cut in two slices, the right half upside down on the left one's coordinates."""
+    tissue = ac.datasets.simulate_tissue(n_rows, n_cols, n_layers, n_genes=n_genes, random_state=0)
+    x, y = tissue.obsm["spatial"].T
+    right = x >= n_cols // 2
+    halves = [tissue[~right].copy(), tissue[right].copy()]
+    halves[1].obsm["spatial"] = np.column_stack([x[right] - n_cols // 2, y.max() - y[right]])
+    return ad.concat(halves, label="slice", keys=["left", "right"], index_unique="-")
+
+
+def test_library_key_links_slices_by_mutual_nearest_neighbours():
+    halves = _halves(30, 30, 3, 120)
+    options = POOLED_OPTIONS | {"library_key": "slice", "smooth_labels": 0, "random_state": 0}
+    linked, model = ac.tl.scrcl(halves, 3, return_model=True, **options)
+    assert model.mnn_neighbors == 5
+    slices = model._slice_codes(halves)
+    graph = linked.obsp["scrcl_connectivities"]
+    rows, columns = graph.nonzero()
+    across = sp.csr_matrix(
+        graph.multiply(sp.csr_matrix((slices[rows] != slices[columns], (rows, columns)), graph.shape))
+    )
+    across.eliminate_zeros()
+    expected = mutual_neighbors(model._components(halves), slices, n_neighbors=5)
+    assert expected.nnz > 0
+    assert (across != expected).nnz == 0  # the links across slices are the mutual nearest neighbours
+    unlinked = ac.tl.scrcl(halves, 3, **(options | {"mnn_neighbors": 0}))
+    assert (graph - across != unlinked.obsp["scrcl_connectivities"]).nnz == 0  # within slices, as before
+    # without links the two slices can drift apart in the embedding, the clusters following them (here,
+    # with this seed; 3 seeds of the full-size case: benchmarks/results/pooled_slices.md)
+    scores = {
+        name: {
+            against: ac.metrics.evaluate(halves.obs[against], result.obs["scrcl"])["ARI"]
+            for against in ("slice", "layer")
+        }
+        for name, result in {"linked": linked, "unlinked": unlinked}.items()
+    }
+    assert scores["linked"]["layer"] > 0.8 and scores["linked"]["slice"] < 0.05
+    assert scores["unlinked"]["slice"] > 0.2 and scores["unlinked"]["layer"] < scores["linked"]["layer"] - 0.2
+    with pytest.raises(ValueError, match="mnn_neighbors=-1 must be 0"):
+        ac.tl.scrcl(halves, 3, **(options | {"mnn_neighbors": -1}))
 
 
 @pytest.mark.parametrize(

@@ -90,6 +90,40 @@ def _within_groups(build, coordinates: np.ndarray, groups: np.ndarray, **options
     return graph
 
 
+def mutual_neighbors(coordinates: np.ndarray, groups: np.ndarray, *, n_neighbors: int) -> sp.csr_matrix:
+    """Binary symmetric graph joining cells of different groups that are mutual nearest neighbours.
+
+    For each pair of groups, cell ``i`` of one and cell ``j`` of the other are joined when ``j`` is
+    among the ``n_neighbors`` cells of ``j``'s group nearest to ``i`` (in ``coordinates``, e.g.
+    principal components) and ``i`` among the ``n_neighbors`` of ``i``'s group nearest to ``j``:
+    the mutual nearest neighbours that batch-correction methods pair across batches.
+    """
+    groups = np.asarray(groups)
+    members = [np.flatnonzero(groups == group) for group in np.unique(groups)]
+    rows, columns = [], []
+    for first, one in enumerate(members):
+        for other in members[first + 1 :]:
+            forward = _knn_matrix(coordinates[other], coordinates[one], n_neighbors)  # one x other
+            backward = _knn_matrix(coordinates[one], coordinates[other], n_neighbors)  # other x one
+            mutual = forward.multiply(backward.T).tocoo()
+            rows.append(one[mutual.row])
+            columns.append(other[mutual.col])
+    n_obs = len(coordinates)
+    rows = np.concatenate(rows) if rows else np.empty(0, dtype=np.int64)
+    columns = np.concatenate(columns) if columns else np.empty(0, dtype=np.int64)
+    graph = sp.csr_matrix((np.ones(rows.size, dtype=np.float32), (rows, columns)), shape=(n_obs, n_obs))
+    return binary_symmetric(graph)
+
+
+def _knn_matrix(reference: np.ndarray, queries: np.ndarray, n_neighbors: int) -> sp.csr_matrix:
+    """Binary ``queries x reference`` matrix of each query's nearest reference points."""
+    k = min(n_neighbors, len(reference))
+    neighbors = NearestNeighbors(n_neighbors=k).fit(reference).kneighbors(queries, return_distance=False)
+    rows = np.repeat(np.arange(len(queries)), k)
+    shape = (len(queries), len(reference))
+    return sp.csr_matrix((np.ones(rows.size, dtype=np.float32), (rows, neighbors.ravel())), shape=shape)
+
+
 def spatial_majority_vote(
     labels: np.ndarray, coordinates: np.ndarray, *, n_neighbors: int, groups: np.ndarray | None = None
 ) -> np.ndarray:

@@ -46,6 +46,7 @@ from atlasclust.pp._graphs import (
     expression_graph,
     gcn_normalize,
     gene_graph,
+    mutual_neighbors,
 )
 from atlasclust.pp._graphs import spatial_graph as spatial_knn_graph
 
@@ -76,6 +77,10 @@ SPATIAL_SMOOTHING = (10, 8)
 EXPRESSION_N_NEIGHBORS = 10
 #: Neighbours per spot of the spatial kNN graph when none are given (the reference's 15).
 SPATIAL_N_NEIGHBORS = 15
+#: Mutual nearest neighbours sought per spot in each other slice with ``library_key``. Without any
+#: edge between them, pooled slices drifted apart in the embedding (the clusters followed the slices);
+#: with these links three pools of two slices clustered better (``benchmarks/results/pooled_slices.md``).
+MNN_NEIGHBORS = 5
 #: Optimiser steps when no epochs are given. The reference trains 500 full-batch steps but scores
 #: its best epoch by the labels; scored at the end instead, the embedding is better after ~100
 #: steps than after 500 (mean ARI over the shared datasets, see benchmarks/results/accuracy.md),
@@ -199,6 +204,10 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         ``"auto"`` gives ``"pca"`` without spot coordinates and ``"scaled"`` with them
         (:data:`INPUT_FEATURES`, :doc:`/concepts`). The expression graph and the gene descriptors
         come from the same principal axes whatever the views read.
+    mnn_neighbors
+        With ``library_key`` (slices, each with its own spatial graph): spots of two slices that are
+        mutual nearest neighbours on the principal components, among this many per slice, are also
+        joined, so that the slices' embeddings stay comparable; 0 joins no spots across slices.
     registry
         Used by :meth:`load`; leave it out.
     """
@@ -227,6 +236,7 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         resolution: float = 1.0,
         representation: str = "views",
         input_features: str = "auto",
+        mnn_neighbors: int = MNN_NEIGHBORS,
         registry: dict | None = None,
     ):
         super().__init__(adata, registry)
@@ -254,6 +264,10 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         if n_neighbors < 1 or n_gene_neighbors < 1:
             msg = "n_neighbors and n_gene_neighbors must be at least 1."
             raise ValueError(msg)
+        if mnn_neighbors < 0:
+            msg = f"mnn_neighbors={mnn_neighbors} must be 0 (no links between slices) or more."
+            raise ValueError(msg)
+        self.mnn_neighbors = int(mnn_neighbors)
         n_input = n_vars if n_top_genes is None else n_top_genes
         self.n_clusters = n_clusters
         self.n_top_genes = n_top_genes
@@ -345,7 +359,8 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
             their own batch.
         library_key
             With ``spatial_key``: ``obs`` column naming each spot's slice (squidpy's ``library_key``).
-            Spots are joined only within their own slice; their expression is left as it is.
+            Spots are joined by space only within their own slice, and across slices to their mutual
+            nearest neighbours in expression (``mnn_neighbors``); their expression is left as it is.
         **kwargs
             Passed to :meth:`scvi.data.AnnDataManager.register_fields`.
         """
@@ -394,6 +409,10 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
             return self._batch_codes(adata)
         check_batch_column(adata, library_key, what="slice")
         return pd.factorize(adata.obs[library_key])[0]
+
+    def _links_slices(self) -> bool:
+        """Whether the cell graph joins mutual nearest neighbours across ``library_key``'s slices."""
+        return self._setup_args.get("library_key") is not None and self.mnn_neighbors > 0
 
     def _batch_shift(self) -> np.ndarray | None:
         """Each batch's gene means in the units of the scaled log features (``batches x genes``), if any."""
@@ -512,7 +531,13 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         if spatial_key is not None:
             coordinates = check_coordinates(adata.obsm[spatial_key], key=spatial_key, n_obs=adata.n_obs)
             # pooled slices share a coordinate frame: spots are joined within their own slice only
-            graph = spatial_knn_graph(coordinates, n_neighbors=self.n_neighbors, groups=self._slice_codes(adata))
+            slices = self._slice_codes(adata)
+            graph = spatial_knn_graph(coordinates, n_neighbors=self.n_neighbors, groups=slices)
+            if self._links_slices():
+                # and, across slices, to their mutual nearest neighbours in expression
+                components = self._components(adata) if components is None else components
+                links = mutual_neighbors(components, slices, n_neighbors=self.mnn_neighbors)
+                graph = binary_symmetric(graph + links)
         elif graph_key is not None:
             graph = binary_symmetric(adata.obsp[graph_key], name=f"obsp[{graph_key!r}]")
         else:
@@ -542,7 +567,7 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         if log_features is None and self.input_features in ("scaled", "log"):
             log_features = self._log_features(adata, statistics)  # validates the counts on the way
         components = None
-        if self.input_features == "pca" or expression_graph_needed:
+        if self.input_features == "pca" or expression_graph_needed or self._links_slices():
             # from the chunks of counts when no log features were formed (validating them)
             components = self._components(adata, log_features, statistics)
         graph = self.cell_graph(adata, components)

@@ -87,10 +87,11 @@ def scrcl(
         as a slice of its own: spots are joined (and ``smooth_labels`` votes) only within their batch.
     library_key
         With ``spatial_key``: ``obs`` column naming each spot's slice when several are pooled
-        (squidpy's ``library_key``). Their coordinates may overlap; spots are joined (and
-        ``smooth_labels`` votes) only within their own slice. Unlike ``batch_key`` it leaves the
-        expression as it is, which suits slices whose layers or regions come in different shares; if
-        the clusters then follow the slices, pass ``batch_key`` instead (see :doc:`/concepts`).
+        (squidpy's ``library_key``). Their coordinates may overlap; spots are joined by space (and
+        ``smooth_labels`` votes) only within their own slice, and across slices to their mutual
+        nearest neighbours in expression (``mnn_neighbors``, a model option, 5 by default), so the
+        slices' embeddings stay comparable. Unlike ``batch_key`` it leaves the expression as it is,
+        which suits slices whose layers or regions come in different shares (see :doc:`/concepts`).
     n_neighbors
         Neighbours per cell of the expression (or spatial) kNN graph; ``None`` gives 10 for the
         expression graph (it clustered the shared scRNA-seq datasets better than the reference's 15)
@@ -164,7 +165,7 @@ def scrcl(
     return_model
         Also return the trained :class:`~atlasclust.models.SCRCL`.
     **kwargs
-        Further model options (``metric`` of the expression graph, ``n_refined``, ``n_descriptors``,
+        Further model options (``metric`` of the expression graph, ``mnn_neighbors``, ``n_refined``, ``n_descriptors``,
         ``dropout``, ``input_features``: what the views read, by default the principal components
         of the expression, or the centred expression with ``spatial_key``) or training options of
         :meth:`~atlasclust.models.SCRCL.train` (``weight_decay``, ``strategy``, ``plan_kwargs``,
