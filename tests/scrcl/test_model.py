@@ -1,3 +1,5 @@
+import tracemalloc
+
 import numpy as np
 import pytest
 import scanpy as sc
@@ -324,3 +326,22 @@ def test_training_further_appends_to_the_history(counts):
     model.train(max_epochs=2, enable_progress_bar=False)
     assert len(model.history_) == 5
     assert np.isfinite(model.history_["train_loss"].to_numpy()).all()
+
+
+def test_components_of_given_log_features_are_projected_chunk_by_chunk(counts, monkeypatch):
+    model = _model(counts)
+    model.train(**(TRAIN | {"max_epochs": 1}))
+    rng = np.random.default_rng(0)
+    log_features = rng.normal(size=(4000, 150)).astype(np.float32)
+    center, axes = model.module.pca_mean.numpy(), model.module.pca_components.numpy()
+    expected = (log_features.astype(np.float64) - center) @ axes.T.astype(np.float64)
+    monkeypatch.setattr(scrcl_model, "_CHUNK_ROWS", 300)
+    tracemalloc.start()
+    try:
+        components = model._components(counts, log_features)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_allclose(components, expected, rtol=1e-4, atol=1e-4)
+    # the result and one chunk: no centred copy of all 4000 x 150 features (2.4 MB)
+    assert peak < components.nbytes + 0.25 * log_features.nbytes

@@ -257,7 +257,7 @@ def test_batch_key_saved_predicted_and_refused(two_batches, tmp_path, monkeypatc
     options = SCRCL_FAST | {"n_top_genes": None}
     result, model = ac.tl.scrcl(two_batches, 3, batch_key="batch", copy=True, return_model=True, **options)
     # rows are centred on their batch's means chunk by chunk, in place
-    monkeypatch.setattr(scrcl_model, "_CENTRE_CHUNK_ROWS", 7)
+    monkeypatch.setattr(scrcl_model, "_CHUNK_ROWS", 7)
     rng = np.random.default_rng(0)
     features, codes = rng.normal(size=(50, two_batches.n_vars)).astype(np.float32), rng.integers(2, size=50)
     expected = features - model._batch_shift()[codes]

@@ -57,8 +57,8 @@ logger = logging.getLogger(__name__)
 
 #: Bound of the ``"scaled"`` views' input, in standard deviations (``sc.pp.scale(max_value=10)``).
 MAX_SCALED = 10.0
-#: Rows centred within their batches at a time (see ``SCRCL._centre_batches``).
-_CENTRE_CHUNK_ROWS = 16_384
+#: Rows of a cells x genes array centred or projected at a time, so no second array of its size is formed.
+_CHUNK_ROWS = 16_384
 #: Fewest cells a model trains on.
 MIN_CELLS = 10
 #: Above this many cells, training goes by mini-batches of seed cells and their neighbours.
@@ -425,8 +425,8 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         shift = self._batch_shift()
         if codes is None or shift is None:
             return features
-        for start in range(0, len(features), _CENTRE_CHUNK_ROWS):  # no second cells x genes array
-            rows = slice(start, start + _CENTRE_CHUNK_ROWS)
+        for start in range(0, len(features), _CHUNK_ROWS):  # no second cells x genes array
+            rows = slice(start, start + _CHUNK_ROWS)
             features[rows] -= shift[codes[rows]]
         return features
 
@@ -514,7 +514,11 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         center = self.module.pca_mean.cpu().numpy()
         axes = self.module.pca_components.cpu().numpy()
         if log_features is not None:
-            return ((log_features - center) @ axes.T).astype(np.float32)
+            components = np.empty((len(log_features), len(axes)), dtype=np.float32)
+            for start in range(0, len(log_features), _CHUNK_ROWS):  # no centred copy of all cells
+                rows = slice(start, start + _CHUNK_ROWS)
+                components[rows] = (log_features[rows] - center) @ axes.T
+            return components
         matrix, library_size, gene_index, transform = self._read_counts(adata, statistics)
         codes, shift = self._batch_codes(adata), self._batch_shift()
         if codes is not None and shift is not None:
