@@ -64,14 +64,8 @@ def spatial_graph(coordinates: np.ndarray, *, n_neighbors: int = 15, groups: np.
     """
     if groups is not None:
         return _within_groups(spatial_graph, coordinates, groups, n_neighbors=n_neighbors)
-    n_obs = len(coordinates)
-    k = min(n_neighbors + 1, n_obs)
-    search = NearestNeighbors(n_neighbors=k, algorithm="kd_tree").fit(coordinates)
-    _, neighbors = search.kneighbors(coordinates)
-    rows = np.repeat(np.arange(n_obs), k)
-    graph = sp.csr_matrix((np.ones(rows.size, dtype=np.float32), (rows, neighbors.ravel())), shape=(n_obs, n_obs))
     # each spot is usually its own first neighbour; dropping the diagonal removes it
-    return binary_symmetric(graph)
+    return binary_symmetric(_knn_matrix(coordinates, coordinates, n_neighbors + 1, algorithm="kd_tree"))
 
 
 def _within_groups(build, coordinates: np.ndarray, groups: np.ndarray, **options) -> sp.csr_matrix:
@@ -115,10 +109,13 @@ def mutual_neighbors(coordinates: np.ndarray, groups: np.ndarray, *, n_neighbors
     return binary_symmetric(graph)
 
 
-def _knn_matrix(reference: np.ndarray, queries: np.ndarray, n_neighbors: int) -> sp.csr_matrix:
-    """Binary ``queries x reference`` matrix of each query's nearest reference points."""
+def _knn_matrix(
+    reference: np.ndarray, queries: np.ndarray, n_neighbors: int, *, algorithm: str = "auto"
+) -> sp.csr_matrix:
+    """Binary ``queries x reference`` matrix of each query's nearest reference points (scikit-learn's ``algorithm``)."""
     k = min(n_neighbors, len(reference))
-    neighbors = NearestNeighbors(n_neighbors=k).fit(reference).kneighbors(queries, return_distance=False)
+    search = NearestNeighbors(n_neighbors=k, algorithm=algorithm).fit(reference)
+    neighbors = search.kneighbors(queries, return_distance=False)
     rows = np.repeat(np.arange(len(queries)), k)
     shape = (len(queries), len(reference))
     return sp.csr_matrix((np.ones(rows.size, dtype=np.float32), (rows, neighbors.ravel())), shape=shape)
