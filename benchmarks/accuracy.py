@@ -119,32 +119,22 @@ def run_one(dataset: str, method: str, seed: int) -> dict:
     del adata.obs["cell_type"]  # nothing below may see the labels
     batch_key = _batch_column(dataset) if method in BATCH_METHODS else None
     start = time.perf_counter()
-    if method in ("bgformer", "bgformer_merged", "bgformer_batch"):
-        n_top = min(2000, adata.n_vars)
-        center_init = "merged" if method == "bgformer_merged" else "kmeans"
-        ac.tl.bgformer(
+    if method in OURS:
+        tool = method.split("_")[0]  # bgformer_merged -> tl.bgformer, scrcl_batch -> tl.scrcl
+        if tool == "bgformer":
+            options = {"center_init": "merged" if method == "bgformer_merged" else "kmeans"}
+        else:
+            options = {"spatial_key": "spatial" if "spatial" in adata.obsm else None}
+        getattr(ac.tl, tool)(
             adata,
             k,
-            n_top_genes=n_top,
-            center_init=center_init,
+            n_top_genes=min(2000, adata.n_vars),
             batch_key=batch_key,
             random_state=seed,
             enable_progress_bar=False,
+            **options,
         )
-        labels = adata.obs["bgformer"].to_numpy()
-    elif method in ("scrcl", "scrcl_batch"):
-        spatial_key = "spatial" if "spatial" in adata.obsm else None
-        n_top = min(2000, adata.n_vars)
-        ac.tl.scrcl(
-            adata,
-            k,
-            n_top_genes=n_top,
-            spatial_key=spatial_key,
-            batch_key=batch_key,
-            random_state=seed,
-            enable_progress_bar=False,
-        )
-        labels = adata.obs["scrcl"].to_numpy()
+        labels = adata.obs[tool].to_numpy()
     elif method in ("scvi_leiden_trueK", "scvi_batch_leiden_trueK"):
         import scvi
 
