@@ -94,11 +94,14 @@ def mutual_neighbors(coordinates: np.ndarray, groups: np.ndarray, *, n_neighbors
     """
     groups = np.asarray(groups)
     members = [np.flatnonzero(groups == group) for group in np.unique(groups)]
+    # one search index per group, queried by every other group
+    searches = [_knn_search(coordinates[one], n_neighbors) for one in members]
     rows, columns = [], []
     for first, one in enumerate(members):
-        for other in members[first + 1 :]:
-            forward = _knn_matrix(coordinates[other], coordinates[one], n_neighbors)  # one x other
-            backward = _knn_matrix(coordinates[one], coordinates[other], n_neighbors)  # other x one
+        for second in range(first + 1, len(members)):
+            other = members[second]
+            forward = _knn_query(searches[second], coordinates[one])  # one x other
+            backward = _knn_query(searches[first], coordinates[other])  # other x one
             mutual = forward.multiply(backward.T).tocoo()
             rows.append(one[mutual.row])
             columns.append(other[mutual.col])
@@ -113,11 +116,20 @@ def _knn_matrix(
     reference: np.ndarray, queries: np.ndarray, n_neighbors: int, *, algorithm: str = "auto"
 ) -> sp.csr_matrix:
     """Binary ``queries x reference`` matrix of each query's nearest reference points (scikit-learn's ``algorithm``)."""
-    k = min(n_neighbors, len(reference))
-    search = NearestNeighbors(n_neighbors=k, algorithm=algorithm).fit(reference)
+    return _knn_query(_knn_search(reference, n_neighbors, algorithm=algorithm), queries)
+
+
+def _knn_search(reference: np.ndarray, n_neighbors: int, *, algorithm: str = "auto") -> NearestNeighbors:
+    """A nearest-neighbour index of ``reference`` answering ``n_neighbors`` (at most all its points)."""
+    return NearestNeighbors(n_neighbors=min(n_neighbors, len(reference)), algorithm=algorithm).fit(reference)
+
+
+def _knn_query(search: NearestNeighbors, queries: np.ndarray) -> sp.csr_matrix:
+    """Binary ``queries x reference`` matrix of each query's nearest points in ``search``'s reference."""
     neighbors = search.kneighbors(queries, return_distance=False)
+    k = neighbors.shape[1]
     rows = np.repeat(np.arange(len(queries)), k)
-    shape = (len(queries), len(reference))
+    shape = (len(queries), search.n_samples_fit_)
     return sp.csr_matrix((np.ones(rows.size, dtype=np.float32), (rows, neighbors.ravel())), shape=shape)
 
 
