@@ -1,13 +1,13 @@
-"""Two slices pooled in one AnnData: both methods with and without ``batch_key``, scRCL with ``library_key``.
+"""Slices pooled in one AnnData: both methods with and without ``batch_key``, scRCL with ``library_key``.
 
 Several slices of a tissue are often studied together. Pooled in one AnnData, their spots share a
-coordinate frame and their expression may differ by slice. This pools two shared DLPFC slices (the
+coordinate frame and their expression may differ by slice. This pools two or three shared DLPFC slices (the
 genes they share), names each spot's slice in ``obs["slice"]`` and runs ``tl.scrcl`` with the spot
 coordinates and ``tl.bgformer`` (expression only), each at its defaults with K = the number of layers,
 without and with ``batch_key="slice"``. With it, scRCL builds one spatial graph per slice and both
 methods centre each spot on its slice's gene means (``docs/concepts.md``). scRCL also runs with
 ``library_key="slice"``: one spatial graph per slice, spots of different slices joined where they are
-mutual nearest neighbours in expression, the expression left uncentred. ARI against the layer annotation, and against the slices (how much the clusters follow the slices). A third pool,
+mutual nearest neighbours in expression, the expression left uncentred. ARI against the layer annotation, and against the slices (how much the clusters follow the slices). Another pool,
 ``simulated_halves``, cuts one simulated tissue in two slices whose expression programs are the same.
 Labels are read only to score.
 
@@ -26,8 +26,13 @@ HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "shared" / "data"
 RESULTS = HERE / "results"
 #: Pairs of slices: one donor (151673, 151676) and two donors (151510, whose 500 genes limit the shared ones, and
-#: 151673); and ``simulated_halves`` (see :func:`simulated_halves`).
-DATASETS = ["dlpfc_151673+dlpfc_151676", "dlpfc_151510+dlpfc_151673", "simulated_halves"]
+#: 151673); three slices of one donor (151673, 151674, 151676); and ``simulated_halves`` (see :func:`simulated_halves`).
+DATASETS = [
+    "dlpfc_151673+dlpfc_151676",
+    "dlpfc_151510+dlpfc_151673",
+    "dlpfc_151673+dlpfc_151674+dlpfc_151676",
+    "simulated_halves",
+]
 #: Runs: the method and the option set to ``"slice"`` (``None``: neither).
 RUNS = [
     ("scrcl", None),
@@ -99,12 +104,12 @@ def run_one(dataset: str, seed: int) -> dict:
 
 
 def write_table(rows: list[dict]) -> str:
-    """Markdown: mean ± sd ARI per pair of slices and run."""
+    """Markdown: mean ± sd ARI per pool of slices and run."""
     sizes = {r["dataset"]: (r["spots"], r["genes"]) for r in rows}
     lines = [
-        "# Two slices pooled: with and without `batch_key` or `library_key`",
+        "# Slices pooled: with and without `batch_key` or `library_key`",
         "",
-        "`python benchmarks/pooled_slices.py`: two shared DLPFC slices in one AnnData (their shared genes), "
+        "`python benchmarks/pooled_slices.py`: two or three shared DLPFC slices in one AnnData (their shared genes), "
         "or the two halves of one simulated tissue (`ac.datasets.simulate_tissue(random_state=0)`, the right half "
         "turned upside down onto the left one's coordinates), "
         '`obs["slice"]` naming each spot\'s slice; `tl.scrcl` with the spot coordinates and `tl.bgformer` '
