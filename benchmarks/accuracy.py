@@ -6,7 +6,9 @@ label used except to score. scRCL uses the spot coordinates (``spatial_key="spat
 dataset has them and the expression kNN graph otherwise. Baselines: k-means on 50 PCs of 2000 HVGs, Leiden at resolution 1,
 Leiden at the resolution that gives K, scVI latent + Leiden at K, and on datasets
 with spot coordinates the spatial baseline of ``baselines.md``: 30 PCs of the scaled 2000 HVGs,
-each spot replaced 3 times by the mean of its 6 nearest other spots, then k-means at K.
+each spot replaced 3 times by the mean of its 6 nearest other spots, then k-means at K. Without K,
+``bgformer_noK`` and ``scrcl_noK`` (``n_clusters=None``, Leiden on their embedding) compare with Leiden at
+resolution 1, and each run records the number of clusters it found.
 
 Each run happens in its own process so that its wall time and peak memory (max RSS) are its own.
 Writes ``benchmarks/results/accuracy.md`` and ``accuracy.json``.
@@ -37,8 +39,10 @@ METHODS = [
     "bgformer",
     "bgformer_merged",
     "bgformer_batch",
+    "bgformer_noK",
     "scrcl",
     "scrcl_batch",
+    "scrcl_noK",
     "kmeans_pca",
     "leiden_res1",
     "leiden_trueK",
@@ -53,7 +57,10 @@ BATCH_METHODS = {"bgformer_batch", "scrcl_batch", "scvi_batch_leiden_trueK"}
 #: obs columns taken as a dataset's batches (metadata recorded with the data, not labels), first found wins.
 BATCH_COLUMNS = ("batch", "donor", "sample")
 #: Methods of this package (the others are baselines).
-OURS = {"bgformer", "bgformer_merged", "bgformer_batch", "scrcl", "scrcl_batch"}
+OURS = {"bgformer", "bgformer_merged", "bgformer_batch", "bgformer_noK", "scrcl", "scrcl_batch", "scrcl_noK"}
+#: Methods told no number of clusters: ours with ``n_clusters=None`` (Leiden on the embedding at the default
+#: resolution 1), compared with ``leiden_res1``.
+WITHOUT_K = {"bgformer_noK", "scrcl_noK", "leiden_res1"}
 
 
 def _leiden_with_k(adata, k: int, seed: int, neighbors_key: str | None = None) -> np.ndarray:
@@ -120,14 +127,14 @@ def run_one(dataset: str, method: str, seed: int) -> dict:
     batch_key = _batch_column(dataset) if method in BATCH_METHODS else None
     start = time.perf_counter()
     if method in OURS:
-        tool = method.split("_")[0]  # bgformer_merged -> tl.bgformer, scrcl_batch -> tl.scrcl
+        tool = method.split("_")[0]  # bgformer_merged -> tl.bgformer, scrcl_noK -> tl.scrcl
         if tool == "bgformer":
             options = {"center_init": "merged" if method == "bgformer_merged" else "kmeans"}
         else:
             options = {"spatial_key": "spatial" if "spatial" in adata.obsm else None}
         getattr(ac.tl, tool)(
             adata,
-            k,
+            None if method in WITHOUT_K else k,
             n_top_genes=min(2000, adata.n_vars),
             batch_key=batch_key,
             random_state=seed,
@@ -174,7 +181,8 @@ def run_one(dataset: str, method: str, seed: int) -> dict:
     seconds = time.perf_counter() - start
     scores = ac.metrics.evaluate(truth, labels)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"dataset": dataset, "method": method, "seed": seed, "seconds": seconds, "peak_mb": peak_mb} | scores
+    row = {"dataset": dataset, "method": method, "seed": seed, "seconds": seconds, "peak_mb": peak_mb}
+    return row | scores | {"n_clusters": int(len(np.unique(labels)))}
 
 
 def write_tables(rows: list[dict], seeds: int) -> str:
@@ -201,6 +209,10 @@ def write_tables(rows: list[dict], seeds: int) -> str:
         "nearest spots, then k-means. scRCL uses the spot coordinates on those slices and is compared with "
         "both; BGFormer never reads them, so its reference is the best expression baseline.",
         "",
+        "Without K: `bgformer_noK` and `scrcl_noK` are told no number of clusters (`n_clusters=None`: Leiden on "
+        "their embedding at the default resolution 1), the case of `leiden_res1`, to which they compare; the "
+        "number of clusters each found is in its own table.",
+        "",
     ]
     for metric in ("ARI", "NMI", "ACC"):
         lines += [
@@ -221,6 +233,7 @@ def write_tables(rows: list[dict], seeds: int) -> str:
             best_cell = "—" if best is None else f"{best:.3f}"
             lines.append(f"| {dataset} | " + " | ".join(cells) + f" | {best_cell} |")
         lines.append("")
+    lines += _cluster_count_table(rows, datasets)
     for metric, unit, digits in (("seconds", "Wall time (s)", 1), ("peak_mb", "Peak memory (MB)", 0)):
         lines += [f"## {unit}", "", "| dataset | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
         for dataset in datasets:
@@ -231,6 +244,31 @@ def write_tables(rows: list[dict], seeds: int) -> str:
             lines.append(f"| {dataset} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _cluster_count_table(rows: list[dict], datasets: list[str]) -> list[str]:
+    """Markdown: clusters found by the methods told no K (runs that recorded it) beside the true K."""
+    import anndata as ad
+
+    methods = [m for m in METHODS if m in WITHOUT_K and any("n_clusters" in r and r["method"] == m for r in rows)]
+    if not methods:
+        return []
+    lines = [
+        "## Number of clusters, without K",
+        "",
+        "| dataset | true K | " + " | ".join(methods) + " |",
+        "|---" * (len(methods) + 2) + "|",
+    ]
+    for dataset in datasets:
+        true_k = ad.read_h5ad(DATA / f"{dataset}.h5ad", backed="r").obs["cell_type"].nunique()
+        cells = []
+        for method in methods:
+            values = [
+                r["n_clusters"] for r in rows if r["dataset"] == dataset and r["method"] == method and "n_clusters" in r
+            ]
+            cells.append(mean_sd(values, 1) if values else "—")
+        lines.append(f"| {dataset} | {true_k} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def main() -> None:

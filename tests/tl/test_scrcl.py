@@ -106,7 +106,7 @@ def test_same_seed_same_result(counts):
 
 def test_number_of_clusters_found_by_leiden(scrcl_run):
     adata, _ = scrcl_run
-    result = ac.tl.scrcl(adata, None, resolution=0.3, copy=True, **(SCRCL_FAST | {"max_epochs": 150}))
+    result = ac.tl.scrcl(adata, None, copy=True, **(SCRCL_FAST | {"max_epochs": 150}))
     assert 3 <= result.obs["scrcl"].nunique() <= 8
     assert ac.metrics.evaluate(adata.obs["cell_type"], result.obs["scrcl"])["NMI"] > 0.7
 
