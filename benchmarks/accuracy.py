@@ -58,8 +58,8 @@ BATCH_METHODS = {"bgformer_batch", "scrcl_batch", "scvi_batch_leiden_trueK"}
 BATCH_COLUMNS = ("batch", "donor", "sample")
 #: Methods of this package (the others are baselines).
 OURS = {"bgformer", "bgformer_merged", "bgformer_batch", "bgformer_noK", "scrcl", "scrcl_batch", "scrcl_noK"}
-#: Methods told no number of clusters: ours with ``n_clusters=None`` (Leiden on the embedding at the default
-#: resolution 1), compared with ``leiden_res1``.
+#: Methods told no number of clusters: ours with ``n_clusters=None`` (Leiden on the embedding at each method's
+#: default resolution: BGFormer 1, scRCL 0.25), compared with ``leiden_res1``.
 WITHOUT_K = {"bgformer_noK", "scrcl_noK", "leiden_res1"}
 
 
@@ -210,8 +210,8 @@ def write_tables(rows: list[dict], seeds: int) -> str:
         "both; BGFormer never reads them, so its reference is the best expression baseline.",
         "",
         "Without K: `bgformer_noK` and `scrcl_noK` are told no number of clusters (`n_clusters=None`: Leiden on "
-        "their embedding at the default resolution 1), the case of `leiden_res1`, to which they compare; the "
-        "number of clusters each found is in its own table.",
+        "their embedding at their default resolution, BGFormer 1 and scRCL 0.25), the case of `leiden_res1`, to "
+        "which they compare; the number of clusters each found is in its own table.",
         "",
     ]
     for metric in ("ARI", "NMI", "ACC"):
