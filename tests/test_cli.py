@@ -161,3 +161,17 @@ def test_scrcl_command_with_batches(tmp_path, capsys):
     arguments = ["--n-clusters", "2", "--batch-key", "sample", "--max-epochs", "5", "--quiet"]
     assert main(["scrcl", str(source), "-o", str(out), *arguments]) == 0, capsys.readouterr().err
     assert ad.read_h5ad(out).uns["scrcl"]["params"]["batch_key"] == "sample"
+
+
+def test_resolution_reaches_leiden_without_n_clusters(tmp_path, capsys):
+    source = tmp_path / "in.h5ad"
+    ac.datasets.simulate(300, 100, 4, n_markers=20).write_h5ad(source)
+    found = {}
+    for resolution in ("0.05", "3"):
+        out = tmp_path / f"out_{resolution}.h5ad"
+        arguments = ["--resolution", resolution, "--max-epochs", "20", "--quiet"]
+        assert main(["scrcl", str(source), "-o", str(out), *arguments]) == 0, capsys.readouterr().err
+        result = ad.read_h5ad(out)
+        assert result.uns["scrcl"]["params"]["resolution"] == float(resolution)
+        found[resolution] = result.obs["scrcl"].nunique()
+    assert found["3"] > found["0.05"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import os
 import sys
 import tempfile
@@ -15,6 +16,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from atlasclust.bgformer import BGFormer
+from atlasclust.scrcl import SCRCL
 from atlasclust.scrcl._model import GRAPH_NORMALIZATION_CHOICES, INPUT_FEATURES, REPRESENTATIONS
 
 
@@ -63,6 +66,8 @@ def run_method(args: argparse.Namespace) -> int:
     except Exception as error:  # h5py and anndata raise many kinds for unreadable files
         raise ValueError(f"cannot read {source} as an .h5ad file: {error}") from error
     options = {"batch_key": args.batch_key}
+    if args.resolution is not None:  # otherwise the method's own default
+        options["resolution"] = args.resolution
     if args.command == "scrcl":
         options |= {
             "spatial_key": args.spatial_key,
@@ -122,6 +127,12 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_resolution(command: str) -> float:
+    """The Leiden resolution the method's model takes when none is given."""
+    model = {"bgformer": BGFormer, "scrcl": SCRCL}[command]
+    return inspect.signature(model.__init__).parameters["resolution"].default
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``atlasclust`` command."""
     parser = argparse.ArgumentParser(prog="atlasclust", description=__doc__.splitlines()[0])
@@ -142,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
         method.add_argument("input", help="input .h5ad with raw counts")
         method.add_argument("-o", "--output", required=True, help="output .h5ad (never the input)")
         method.add_argument("--n-clusters", type=int, default=None, help="number of clusters (default: Leiden)")
+        method.add_argument(
+            "--resolution",
+            type=float,
+            default=None,
+            help=f"Leiden resolution without --n-clusters (default: {_default_resolution(name)})",
+        )
         method.add_argument("--layer", default=None, help="layer with raw counts (default: X)")
         method.add_argument("--backed", action="store_true", help="read the input backed (mini-batches from disk)")
         method.add_argument("--max-epochs", type=int, default=None)
