@@ -16,8 +16,6 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from atlasclust.bgformer import BGFormer
-from atlasclust.scrcl import SCRCL
 from atlasclust.scrcl._model import GRAPH_NORMALIZATION_CHOICES, INPUT_FEATURES, REPRESENTATIONS
 
 
@@ -128,9 +126,10 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def _default_resolution(command: str) -> float:
-    """The Leiden resolution the method's model takes when none is given."""
-    model = {"bgformer": BGFormer, "scrcl": SCRCL}[command]
-    return inspect.signature(model.__init__).parameters["resolution"].default
+    """The Leiden resolution ``tl.<command>``, which the command runs, takes when none is given."""
+    from atlasclust import tl
+
+    return inspect.signature(getattr(tl, command)).parameters["resolution"].default
 
 
 def build_parser() -> argparse.ArgumentParser:
