@@ -14,6 +14,7 @@ from atlasclust._checkpoints import checkpoint_folder
 from atlasclust._guards import halving_batch_size_on_oom
 from atlasclust._reproducibility import deterministic_mode
 from atlasclust.bgformer import BGFormer
+from atlasclust.bgformer._model import DEFAULT_RESOLUTION
 from atlasclust.data import check_batch_column, counts_matrix, training_view
 
 from ._results import cluster_categorical, package_versions, storable, write_clustering
@@ -31,7 +32,7 @@ def bgformer(
     n_anchors: int = 64,
     n_heads: int = 4,
     n_latent: int = 128,
-    resolution: float = 1.0,
+    resolution: float = DEFAULT_RESOLUTION,
     max_epochs: int | None = None,
     batch_size: int = 256,
     lr: float = 1e-3,
