@@ -77,13 +77,19 @@ def count_data(draw):
     elif corruption == "constant gene":
         x[:, j] = 3
     integral = corruption not in ("nan", "inf", "non-integer")
-    dtype = draw(
-        st.sampled_from([np.float32, np.float64, np.int32, np.int64] if integral else [np.float32, np.float64])
-    )
-    x = x.astype(dtype)
-    matrix = {"dense": x, "csr": sp.csr_matrix(x), "csc": sp.csc_matrix(x)}[
-        draw(st.sampled_from(["dense", "csr", "csc"]))
-    ]
+    dtypes = [np.float16, np.float32, np.float64] + ([np.int32, np.int64] if integral else [])
+    dtypes += [np.uint16] if integral and corruption != "negative" else []
+    x = x.astype(draw(st.sampled_from(dtypes)))
+    # scipy.sparse holds no float16: sparse containers get float32 then
+    sparse_x = x.astype(np.float32) if x.dtype == np.float16 else x
+    containers = {
+        "dense": lambda: x,
+        "csr": lambda: sp.csr_matrix(sparse_x),
+        "csc": lambda: sp.csc_matrix(sparse_x),
+        "csr_array": lambda: sp.csr_array(sparse_x),
+        "csc_array": lambda: sp.csc_array(sparse_x),
+    }
+    matrix = containers[draw(st.sampled_from(list(containers)))]()
     obs = pd.DataFrame({"group": pd.Categorical(groups.astype(str))}, index=[f"c{k}" for k in range(n_cells)])
     if draw(st.booleans()) and n_cells > 1:
         obs.index = ["same"] * n_cells  # duplicate names
@@ -134,6 +140,7 @@ def test_tl_works_or_raises_documented_error_and_never_changes_input(method, dat
             result = None
     assert_unchanged(adata, before)
     np.testing.assert_array_equal(_dense(adata.layers["counts"]), _dense(counts_before))  # NaN equals NaN here
+    assert type(adata.layers["counts"]) is type(counts_before)
     if result is not None:
         event("trained")
         _check_result(result, method)

@@ -78,6 +78,20 @@ def test_leiden_on_more_than_4096_cells():
     assert ac.metrics.evaluate(truth, groups)["ARI"] > 0.99
 
 
+def test_sparse_array_counts_are_read_as_the_sparse_matrix(clustered, counts):
+    adata, model = clustered
+    held = adata.copy()
+    held.X = sp.csr_array(held.X)
+    np.testing.assert_array_equal(model.predict(held), model.predict())  # through a view: held untouched
+    assert isinstance(held.X, sp.csr_array)
+    user = counts.copy()
+    user.layers["counts"] = sp.csc_array(user.X)
+    BGFormer.setup_anndata(user, layer="counts")  # registers the user's object: same data, matrix type
+    assert isinstance(user.layers["counts"], sp.csc_matrix)
+    assert (user.layers["counts"] != counts.X).nnz == 0
+    BGFormer(user, n_clusters=4, **MODEL).train(**TRAIN)  # scvi-tools' loaders read it
+
+
 def test_setup_anndata_with_missing_layer_raises(counts):
     with pytest.raises(KeyError, match="Layer 'counts' not found"):
         BGFormer.setup_anndata(counts, layer="counts")

@@ -1,7 +1,10 @@
+import anndata as ad
+import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
-from atlasclust.data import training_view
+from atlasclust.data import as_sparse_matrix, training_view
 from atlasclust.data._anndata import check_same_genes
 
 
@@ -13,6 +16,28 @@ def test_training_view_shares_counts_and_leaves_the_original_alone(counts):
     view.uns["added"] = 1
     assert "added" not in counts.obs and "added" not in counts.uns
     assert list(view.obs["_indices"]) == list(range(counts.n_obs))
+
+
+@pytest.mark.parametrize(("array", "matrix"), [(sp.csr_array, sp.csr_matrix), (sp.csc_array, sp.csc_matrix)])
+def test_sparse_arrays_become_matrices_sharing_their_data(counts, array, matrix):
+    counts.X = array(counts.X)
+    view = training_view(counts)
+    assert type(view.X) is matrix
+    assert np.shares_memory(view.X.data, counts.X.data)  # nothing copied
+    assert type(counts.X) is array
+    dense = np.arange(6.0).reshape(2, 3)
+    assert as_sparse_matrix(dense) is dense
+
+
+def test_backed_dense_rows_come_in_the_order_asked(counts, tmp_path):
+    dense = counts.X.toarray()
+    ad.AnnData(X=dense, obs=counts.obs, var=counts.var).write_h5ad(tmp_path / "dense.h5ad")
+    backed = ad.read_h5ad(tmp_path / "dense.h5ad", backed="r")
+    view = training_view(backed)
+    rows = [7, 2, 2, 590, 0]
+    np.testing.assert_array_equal(view.X[rows], dense[rows])
+    np.testing.assert_array_equal(view.X[np.array(rows)], dense[rows])
+    np.testing.assert_array_equal(view.X[3:9], dense[3:9])
 
 
 def test_missing_layer_names_the_available_ones(counts):

@@ -48,10 +48,18 @@ def test_dense_sparse_and_backed_give_identical_statistics(counts, tmp_path):
     counts.write_h5ad(tmp_path / "c.h5ad")
     backed = ad.read_h5ad(tmp_path / "c.h5ad", backed="r")
     reference = scan_counts(counts.X)
-    for matrix in (counts.X.toarray(), sp.csc_matrix(counts.X), backed.X):
+    for matrix in (counts.X.toarray(), sp.csc_matrix(counts.X), sp.csr_array(counts.X), backed.X):
         other = scan_counts(matrix, chunk_size=128)
         np.testing.assert_allclose(other.normalized_var, reference.normalized_var, rtol=1e-12)
         np.testing.assert_array_equal(other.library_size, reference.library_size)
+
+
+def test_float16_counts_give_the_float32_statistics(counts):
+    # scipy.sparse holds no float16: the chunks are converted before they become CSR
+    half = scan_counts(counts.X.toarray().astype(np.float16), chunk_size=128)
+    reference = scan_counts(counts.X)
+    np.testing.assert_array_equal(half.library_size, reference.library_size)
+    np.testing.assert_allclose(half.normalized_var, reference.normalized_var, rtol=1e-12)
 
 
 def test_top_genes_match_scanpy_seurat_flavour():

@@ -28,6 +28,7 @@ from atlasclust.data import (
     BlockShuffleDataSplitter,
     DeviceDataSplitter,
     DeviceRows,
+    as_sparse_matrix,
     counts_matrix,
     describe_source,
     log_normalized_moments,
@@ -205,8 +206,10 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         """Register ``adata`` (raw counts in ``X`` or ``layers[layer]``) with scvi-tools.
 
         Like every scvi-tools model this adds registration keys to ``adata`` (and an
-        ``obs["_indices"]`` column holding each cell's row). :func:`atlasclust.tl.bgformer`
-        registers a light view instead, so it leaves the user's object untouched.
+        ``obs["_indices"]`` column holding each cell's row), and counts held in a scipy sparse
+        array (``csr_array``) are replaced by the sparse matrix scvi-tools' data loaders read (same
+        data, not copied). :func:`atlasclust.tl.bgformer` registers a light view instead, so it
+        leaves the user's object untouched.
 
         Parameters
         ----------
@@ -222,13 +225,20 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
             Passed to :meth:`scvi.data.AnnDataManager.register_fields`.
         """
         setup_method_args = cls._get_setup_method_args(**locals())
-        counts_matrix(adata, layer)  # fail early with a clear message when the layer is missing
+        counts = counts_matrix(adata, layer)  # fail early with a clear message when the layer is missing
+        readable = as_sparse_matrix(counts)
+        if readable is not counts and layer is None:
+            adata.X = readable
+        elif readable is not counts:
+            adata.layers[layer] = readable
         if batch_key is not None:
             check_batch_column(adata, batch_key)
         if INDICES_COLUMN not in adata.obs:
             adata.obs[INDICES_COLUMN] = np.arange(adata.n_obs)
         fields = [
-            LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=True),
+            # counts are validated by our own streaming pass, with a clearer message; scvi-tools' own check
+            # (is_count_data) raises "data type not understood" on scipy sparse arrays (csr_array)
+            LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=False),
             NumericalObsField(REGISTRY_KEYS.INDICES_KEY, INDICES_COLUMN),
         ]
         if batch_key is not None:

@@ -1,6 +1,6 @@
 """Data access shared by the methods: count validation, streaming statistics, training views."""
 
-from ._anndata import check_batch_column, counts_matrix, describe_source, training_view
+from ._anndata import as_sparse_matrix, check_batch_column, counts_matrix, describe_source, training_view
 from ._blocks import BlockShuffleDataSplitter, BlockShuffleSampler
 from ._device import DeviceDataSplitter, DeviceRows, fits_on_gpu, resolve_data_on_device, training_device
 from ._statistics import (
@@ -21,6 +21,7 @@ __all__ = [
     "CountStatistics",
     "DeviceDataSplitter",
     "DeviceRows",
+    "as_sparse_matrix",
     "check_batch_column",
     "counts_matrix",
     "describe_source",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import anndata as ad
+import h5py
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from scvi import REGISTRY_KEYS
 
 #: obs column of the training view holding each cell's row number (scvi-tools' ``INDICES_KEY``).
@@ -33,6 +35,32 @@ def counts_matrix(adata: ad.AnnData, layer: str | None):
     return adata.layers[layer]
 
 
+class RowOrderedDataset(h5py.Dataset):
+    """A dense matrix in a backed file that reads any list of rows, in the order asked.
+
+    h5py reads a list of rows only in increasing order and without repeats. scvi-tools sorts the
+    rows of a batch only when the AnnData itself is backed, which a training view of a backed file
+    is not; this reads the sorted distinct rows and returns them in the order asked.
+    """
+
+    def __getitem__(self, args):
+        if isinstance(args, list | np.ndarray) and np.ndim(args) == 1 and np.asarray(args).dtype.kind in "iu":
+            distinct, order = np.unique(np.asarray(args), return_inverse=True)
+            return super().__getitem__(distinct)[order]
+        return super().__getitem__(args)
+
+
+def as_sparse_matrix(matrix):
+    """``matrix``, with a scipy sparse *array* (``csr_array``, ...) as the equivalent sparse matrix.
+
+    scvi-tools' data loaders read scipy sparse matrices only. The matrix shares the array's data, so
+    nothing is copied; anything else is returned as it is.
+    """
+    if sp.issparse(matrix) and not isinstance(matrix, sp.spmatrix):
+        return {"csr": sp.csr_matrix, "csc": sp.csc_matrix}.get(matrix.format, sp.csr_matrix)(matrix)
+    return matrix
+
+
 def training_view(
     adata: ad.AnnData,
     layer: str | None = None,
@@ -46,11 +74,15 @@ def training_view(
     scvi-tools writes registration keys into the AnnData it is given; registering this view instead
     keeps the user's object exactly as it was. The counts are shared, not copied (for a backed
     file, the view reads from the same file). The view has the counts where the user has them
-    (``X`` or ``layers[layer]``), and a per-cell row index so that batches can be put back in place.
+    (``X`` or ``layers[layer]``; a scipy sparse array as the sparse matrix scvi-tools reads, dense
+    counts in a backed file as a :class:`RowOrderedDataset`), and a per-cell row index so that
+    batches can be put back in place.
     ``obs_keys``, ``obsm_keys`` and ``obsp_keys`` (``None`` entries are skipped) are shared too (obs
     columns copied); a missing one raises a :class:`KeyError` naming what is there.
     """
-    matrix = counts_matrix(adata, layer)
+    matrix = as_sparse_matrix(counts_matrix(adata, layer))
+    if isinstance(matrix, h5py.Dataset):  # dense counts in a backed file
+        matrix = RowOrderedDataset(matrix.id)
     obs = pd.DataFrame({INDICES_COLUMN: np.arange(adata.n_obs)}, index=adata.obs_names.copy())
     for key in obs_keys:
         if key is not None:

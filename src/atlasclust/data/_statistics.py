@@ -30,7 +30,8 @@ def iter_row_chunks(matrix, *, chunk_size: int | None = None) -> Iterator[tuple[
     for start in range(0, n_obs, chunk_size):
         stop = min(start + chunk_size, n_obs)
         chunk = matrix[start:stop]
-        chunk = sp.csr_matrix(chunk) if sp.issparse(chunk) else sp.csr_matrix(np.asarray(chunk))
+        # float64 before CSR: scipy.sparse holds no float16
+        chunk = sp.csr_matrix(chunk) if sp.issparse(chunk) else sp.csr_matrix(np.asarray(chunk, dtype=np.float64))
         yield start, stop, chunk.astype(np.float64)
 
 
