@@ -39,6 +39,22 @@ def test_bgformer_command_backed_writes_a_new_file(tmp_path, capsys):
     assert [p.name for p in out.parent.iterdir()] == ["result.h5ad"]
 
 
+@pytest.mark.parametrize("command", ["bgformer", "scrcl"])
+def test_backed_file_without_x_is_read_into_memory(tmp_path, capsys, command):
+    # anndata cannot write a backed object whose file has no X
+    source = tmp_path / "in.h5ad"
+    simulated = ac.datasets.simulate(200, 80, 2, n_markers=15)
+    adata = ad.AnnData(obs=simulated.obs, var=simulated.var, layers={"counts": simulated.X})
+    adata.write_h5ad(source)
+    out = tmp_path / "out.h5ad"
+    arguments = ["--n-clusters", "2", "--layer", "counts", "--backed", "--max-epochs", "3", "--n-top-genes", "80"]
+    code = main([command, str(source), "-o", str(out), *arguments])
+    printed = capsys.readouterr().err
+    assert code == 0, printed
+    assert "has no X, so it is read into memory" in printed
+    assert ad.read_h5ad(out).obs[command].nunique() == 2
+
+
 def test_bgformer_command_refuses_to_overwrite_its_input(tmp_path, capsys):
     source = tmp_path / "in.h5ad"
     ac.datasets.simulate(100, 60, 2, n_markers=10).write_h5ad(source)

@@ -60,7 +60,14 @@ def run_method(args: argparse.Namespace) -> int:
     if _same_file(source, target):
         raise ValueError(f"refusing to write over the input file {source}; choose another output path")
     try:
-        adata = ad.read_h5ad(source, backed="r" if args.backed else None)
+        backed = args.backed and _stores_x(source)
+        if args.backed and not backed:
+            # anndata keeps only X on disk in backed mode (layers are read into memory), and it cannot
+            # write a backed object whose file has no X
+            print(
+                f"note: {source} has no X, so it is read into memory (--backed keeps only X on disk)", file=sys.stderr
+            )
+        adata = ad.read_h5ad(source, backed="r" if backed else None)
     except Exception as error:  # h5py and anndata raise many kinds for unreadable files
         raise ValueError(f"cannot read {source} as an .h5ad file: {error}") from error
     options = {"batch_key": args.batch_key}
@@ -96,6 +103,14 @@ def run_method(args: argparse.Namespace) -> int:
     n_found = adata.obs[args.key_added or args.command].nunique()
     print(f"wrote {target} ({n_found} clusters, {time.perf_counter() - start:.1f} s)")
     return 0
+
+
+def _stores_x(path: Path) -> bool:
+    """Whether the .h5ad file at ``path`` holds an ``X``."""
+    import h5py
+
+    with h5py.File(path, "r") as file:
+        return "X" in file
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -159,7 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"Leiden resolution without --n-clusters (default: {_default_resolution(name)})",
         )
         method.add_argument("--layer", default=None, help="layer with raw counts (default: X)")
-        method.add_argument("--backed", action="store_true", help="read the input backed (mini-batches from disk)")
+        method.add_argument(
+            "--backed",
+            action="store_true",
+            help="read the input backed (mini-batches from disk; anndata keeps only X there, layers are read into memory)",
+        )
         method.add_argument("--max-epochs", type=int, default=None)
         method.add_argument("--n-top-genes", type=int, default=None, help="variable genes used (default: 2000 or all)")
         method.add_argument("--key-added", default=None, help=f"result key (default: {name})")

@@ -68,7 +68,8 @@ def bgformer(
         Number of clusters. ``None`` finds it with Leiden (at ``resolution``) on the embedding
         learned in the first training phase.
     layer
-        Layer with raw counts; ``None`` uses ``adata.X``.
+        Layer with raw counts; ``None`` uses ``adata.X``. A file opened with ``backed="r"`` keeps
+        only ``X`` on disk (anndata reads its layers into memory).
     batch_key
         ``obs`` column naming each cell's batch (sample, donor, technology). Each cell's input is
         then centred within its batch and the ZINB decoders are conditioned on it, as scVI's are,
