@@ -146,8 +146,9 @@ def test_tl_works_or_raises_documented_error_and_never_changes_input(method, dat
         _check_result(result, method)
 
 
+@pytest.mark.parametrize("command", ["bgformer", "scrcl"])
 @given(data=count_data(), backed=st.booleans(), garbage=st.booleans())
-def test_cli_works_or_fails_cleanly_and_never_touches_its_input(tmp_path_factory, data, backed, garbage):
+def test_cli_works_or_fails_cleanly_and_never_touches_its_input(tmp_path_factory, command, data, backed, garbage):
     adata, layer, n_clusters, _ = data
     folder = tmp_path_factory.mktemp("cli")
     source, out = folder / "in.h5ad", folder / "out.h5ad"
@@ -156,7 +157,7 @@ def test_cli_works_or_fails_cleanly_and_never_touches_its_input(tmp_path_factory
     else:
         adata.write_h5ad(source)
     digest = hashlib.sha256(source.read_bytes()).hexdigest()
-    arguments = ["bgformer", str(source), "-o", str(out), "--layer", layer, "--max-epochs", "2", "--quiet"]
+    arguments = [command, str(source), "-o", str(out), "--layer", layer, "--max-epochs", "2", "--quiet"]
     arguments += [] if n_clusters is None else ["--n-clusters", str(n_clusters)]
     arguments += ["--backed"] if backed else []
     with warnings.catch_warnings():
@@ -164,23 +165,23 @@ def test_cli_works_or_fails_cleanly_and_never_touches_its_input(tmp_path_factory
         status = main(arguments)
         # the command must succeed exactly when the tool succeeds on the same data in memory: an internal
         # error (one the tool does not document) reported as a clean exit 1 would hide a bug
-        tool_succeeds = None if garbage else _tool_succeeds(source, layer, n_clusters)
+        tool_succeeds = None if garbage else _tool_succeeds(command, source, layer, n_clusters)
     assert hashlib.sha256(source.read_bytes()).hexdigest() == digest
     files = sorted(p.name for p in folder.iterdir())
     if status == 0:
         event("command wrote a result")
         assert files == ["in.h5ad", "out.h5ad"]
-        _check_result(ad.read_h5ad(out), "bgformer")
+        _check_result(ad.read_h5ad(out), command)
     else:
         assert status == 1 and files == ["in.h5ad"]
     if tool_succeeds is not None:
         assert (status == 0) == tool_succeeds
 
 
-def _tool_succeeds(source, layer: str, n_clusters: int | None) -> bool:
+def _tool_succeeds(command: str, source, layer: str, n_clusters: int | None) -> bool:
     adata = ad.read_h5ad(source)
     try:
-        ac.tl.bgformer(
+        getattr(ac.tl, command)(
             adata, n_clusters, layer=layer, n_top_genes=min(2000, adata.n_vars), max_epochs=2, enable_progress_bar=False
         )
     except DOCUMENTED:
