@@ -18,3 +18,17 @@ def check_cluster_count(n_clusters: int | None, n_obs: int) -> None:
     if n_clusters > n_obs:
         msg = f"n_clusters={n_clusters} is larger than the number of cells ({n_obs})."
         raise ValueError(msg)
+
+
+def as_int(value, name: str) -> int | None:
+    """``value`` (``None``, or an integer of any kind, numpy's included) as a Python ``int``.
+
+    Lightning and torch's data loaders accept only Python ``int`` for epochs and batch sizes, and
+    arguments taken from numpy (``np.arange``, a sweep over a grid) are numpy integers.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        msg = f"{name} must be an integer, got {value!r}."
+        raise TypeError(msg)
+    return int(value)

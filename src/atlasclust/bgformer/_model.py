@@ -23,7 +23,7 @@ from scvi.model.base._save_load import _load_saved_files
 from atlasclust._assign import cluster_centers, history_frame, join_history, set_aside_history
 from atlasclust._checkpoints import PhaseCheckpoint, phase_checkpoint, training_settings
 from atlasclust._guards import with_trainer_guard
-from atlasclust._validate import check_cluster_count
+from atlasclust._validate import as_int, check_cluster_count
 from atlasclust.data import (
     BlockShuffleDataSplitter,
     DeviceDataSplitter,
@@ -408,6 +408,11 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
             Extra arguments of :class:`scvi.train.Trainer` (e.g. ``callbacks``).
         """
         self.release_device_data()  # a copy from an earlier call
+        max_epochs, batch_size = as_int(max_epochs, "max_epochs"), as_int(batch_size, "batch_size")
+        num_workers, shuffle_block_size = (
+            as_int(num_workers, "num_workers"),
+            as_int(shuffle_block_size, "shuffle_block_size"),
+        )
         n_obs = self.adata.n_obs
         train_size = (0.9 if early_stopping else 1.0) if train_size is None else train_size
         n_train = math.ceil(train_size * n_obs)

@@ -23,7 +23,7 @@ from atlasclust._assign import cluster_centers, history_frame, join_history, set
 from atlasclust._checkpoints import phase_checkpoint, training_settings
 from atlasclust._guards import with_trainer_guard
 from atlasclust._training_plan import TrainingPlan
-from atlasclust._validate import check_cluster_count
+from atlasclust._validate import as_int, check_cluster_count
 from atlasclust.data import (
     CountStatistics,
     counts_matrix,
@@ -668,6 +668,7 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         **trainer_kwargs
             Extra arguments of :class:`scvi.train.Trainer`.
         """
+        max_epochs, batch_size = as_int(max_epochs, "max_epochs"), as_int(batch_size, "batch_size")
         n_obs = self.adata.n_obs
         batch_size = default_batch_size(n_obs) if batch_size is None else min(batch_size, n_obs)
         max_epochs = default_max_epochs(n_obs, batch_size) if max_epochs is None else max_epochs

@@ -60,6 +60,8 @@ def storable(params: dict) -> dict:
     """``params`` with values h5ad can write (``None`` kept, others as plain types or strings)."""
     stored = {}
     for name, value in params.items():
+        if isinstance(value, np.generic):  # numpy scalars (a sweep over np.arange) as Python numbers
+            value = value.item()
         if value is None or isinstance(value, bool | int | float | str):
             stored[name] = value
         elif isinstance(value, dict):
