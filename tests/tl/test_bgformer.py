@@ -103,17 +103,6 @@ def test_layer_and_dense_input(counts):
     assert dense.uns["bgformer"]["params"]["layer"] == "counts"
 
 
-@pytest.mark.parametrize("container", [sp.csr_array, sp.csc_array, lambda x: x.toarray().astype(np.float16)])
-def test_sparse_arrays_and_float16_counts_give_the_csr_matrix_result(counts, container):
-    # anndata and scanpy accept scipy sparse arrays; scvi-tools' data loaders read sparse matrices only
-    other = ad.AnnData(X=container(counts.X), obs=counts.obs.copy(), var=counts.var.copy())
-    kind = type(other.X)
-    ac.tl.bgformer(other, 4, **FAST)
-    reference = ac.tl.bgformer(counts, 4, copy=True, **FAST)
-    np.testing.assert_array_equal(other.obs["bgformer"], reference.obs["bgformer"])
-    assert type(other.X) is kind  # the user's matrix is left as it was
-
-
 def test_number_of_clusters_found_by_leiden(counts):
     ac.tl.bgformer(counts, None, **FAST)
     found = counts.uns["bgformer"]["params"]["n_clusters_found"]

@@ -104,16 +104,6 @@ def test_same_seed_same_result(counts):
     assert first.obs["scrcl"].equals(second.obs["scrcl"])
 
 
-@pytest.mark.parametrize("container", [sp.csr_array, sp.csc_array, lambda x: x.toarray().astype(np.float16)])
-def test_sparse_arrays_and_float16_counts_give_the_csr_matrix_result(counts, container):
-    other = ad.AnnData(X=container(counts.X), obs=counts.obs.copy(), var=counts.var.copy())
-    kind = type(other.X)
-    ac.tl.scrcl(other, 4, **SCRCL_FAST)
-    reference = ac.tl.scrcl(counts, 4, copy=True, **SCRCL_FAST)
-    np.testing.assert_array_equal(other.obs["scrcl"], reference.obs["scrcl"])
-    assert type(other.X) is kind
-
-
 def test_number_of_clusters_found_by_leiden(scrcl_run):
     adata, _ = scrcl_run
     result = ac.tl.scrcl(adata, None, copy=True, **(SCRCL_FAST | {"max_epochs": 150}))

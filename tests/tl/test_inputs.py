@@ -1,12 +1,30 @@
-"""Arguments taken from numpy (a sweep over ``np.arange``) work as Python numbers do."""
+"""Inputs a user may hold: counts in any container anndata accepts, arguments taken from numpy."""
 
+import anndata as ad
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from helpers import FAST
 
 import atlasclust as ac
 
-OPTIONS = {"bgformer": FAST, "scrcl": {"n_top_genes": 150, "n_hidden": 64, "enable_progress_bar": False}}
+OPTIONS = {
+    "bgformer": FAST,
+    "scrcl": {"n_top_genes": 150, "n_hidden": 64, "max_epochs": 20, "enable_progress_bar": False},
+}
+
+
+@pytest.mark.parametrize("method", ["bgformer", "scrcl"])
+@pytest.mark.parametrize("container", [sp.csr_array, sp.csc_array, lambda x: x.toarray().astype(np.float16)])
+def test_sparse_arrays_and_float16_counts_give_the_csr_matrix_result(counts, method, container):
+    # anndata and scanpy accept scipy sparse arrays; scvi-tools' data loaders read sparse matrices only
+    other = ad.AnnData(X=container(counts.X), obs=counts.obs.copy(), var=counts.var.copy())
+    kind = type(other.X)
+    run = getattr(ac.tl, method)
+    run(other, 4, **OPTIONS[method])
+    reference = run(counts, 4, copy=True, **OPTIONS[method])
+    np.testing.assert_array_equal(other.obs[method], reference.obs[method])
+    assert type(other.X) is kind  # the user's matrix is left as it was
 
 
 @pytest.mark.parametrize("method", ["bgformer", "scrcl"])
