@@ -76,8 +76,8 @@ def bgformer(
         so that the embedding (and the clusters) need not follow the batches; cells to ``predict``
         later must come from the same batches.
     n_top_genes
-        Number of highly variable genes (Seurat flavour, computed in a streaming pass);
-        ``None`` uses all genes.
+        Number of highly variable genes (Seurat flavour, computed in a streaming pass), at most
+        the number of genes; ``None`` uses all genes (for a panel of fewer than 2000 genes).
     n_anchors
         Number of anchor tokens.
     n_heads

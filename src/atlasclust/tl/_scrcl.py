@@ -99,7 +99,8 @@ def scrcl(
     n_gene_neighbors
         Neighbours per gene of the gene graph (the gene itself included).
     n_top_genes
-        Number of highly variable genes (Seurat flavour); ``None`` uses all genes.
+        Number of highly variable genes (Seurat flavour), at most the number of genes; ``None``
+        uses all genes (for a panel of fewer than 2000 genes, as targeted spatial assays measure).
     n_hidden
         Width of both views.
     temperature
