@@ -227,10 +227,11 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         setup_method_args = cls._get_setup_method_args(**locals())
         counts = counts_matrix(adata, layer)  # fail early with a clear message when the layer is missing
         readable = as_sparse_matrix(counts)
-        if readable is not counts and layer is None:
-            adata.X = readable
-        elif readable is not counts:
-            adata.layers[layer] = readable
+        if readable is not counts:  # a sparse array: the sparse matrix scvi-tools reads, same data
+            if layer is None:
+                adata.X = readable
+            else:
+                adata.layers[layer] = readable
         if batch_key is not None:
             check_batch_column(adata, batch_key)
         if INDICES_COLUMN not in adata.obs:
