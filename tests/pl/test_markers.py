@@ -40,3 +40,27 @@ def test_groupby_any_column_and_missing_keys(clustered, counts):
         ac.pl.marker_dotplot(counts)
     with pytest.raises(KeyError, match="not a column"):
         ac.pl.marker_dotplot(adata, groupby="tissue")
+
+
+def test_dendrogram_orders_clusters_by_the_embedding_without_a_pca_of_all_genes(clustered, monkeypatch):
+    adata, _ = clustered
+    adata = adata.copy()
+
+    def no_pca(*args, **kwargs):
+        raise AssertionError("a PCA of all genes was computed for the dendrogram")
+
+    monkeypatch.setattr(sc.pp, "pca", no_pca)
+    monkeypatch.setattr(sc.preprocessing, "pca", no_pca)
+    used = {}
+    dendrogram = sc.tl.dendrogram
+
+    def recording_dendrogram(data, groupby, **kwargs):
+        used["rep"] = kwargs.get("use_rep")
+        return dendrogram(data, groupby, **kwargs)
+
+    monkeypatch.setattr(sc.tl, "dendrogram", recording_dendrogram)
+    plot = ac.pl.marker_dotplot(adata, n_genes=1, return_fig=True)
+    assert used["rep"] == "X_bgformer"
+    plot.make_figure()
+    plt.close("all")
+    assert "dendrogram_bgformer" not in adata.uns  # drawn on the plot's own copy

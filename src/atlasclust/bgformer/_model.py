@@ -35,6 +35,7 @@ from atlasclust.data import (
     resolve_data_on_device,
     scan_counts,
     select_top_genes,
+    sparse_batches,
     training_device,
     training_view,
 )
@@ -450,6 +451,8 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
             "datasplitter_kwargs": {"num_workers": num_workers, "drop_last": drop_last},
             "plan_kwargs": {"optimizer": "AdamW", "lr": lr, "weight_decay": weight_decay, "eps": 1e-8}
             | (plan_kwargs or {}),
+            # metrics are logged once per epoch: Lightning's step interval would only warn on short epochs
+            "log_every_n_steps": 1,
             **trainer_kwargs,
         }
         fingerprint = training_settings(self) | {
@@ -494,7 +497,8 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
             self.history_, self.is_trained_ = None, False  # this phase's history alone
             self.module.train()  # Lightning keeps the mode it finds the module in
             start = time.perf_counter()
-            super(BGFormer, self).train(max_epochs=epochs, **kwargs)
+            with sparse_batches():
+                super(BGFormer, self).train(max_epochs=epochs, **kwargs)
             self.training_seconds_ += time.perf_counter() - start  # Lightning's fits only, for benchmarks
             if on_device and self._device_rows is None:  # the centres' initialisation reads from it too
                 self._device_rows = DeviceRows.from_splitter(fit_kwargs["datamodule"], n_obs)

@@ -3,6 +3,7 @@
 from ._anndata import as_sparse_matrix, check_batch_column, counts_matrix, describe_source, training_view
 from ._blocks import BlockShuffleDataSplitter, BlockShuffleSampler
 from ._device import DeviceDataSplitter, DeviceRows, fits_on_gpu, resolve_data_on_device, training_device
+from ._sparse_batches import sparse_batches
 from ._statistics import (
     CountStatistics,
     iter_row_chunks,
@@ -35,6 +36,7 @@ __all__ = [
     "select_top_genes",
     "selected_counts",
     "seurat_dispersion_rank",
+    "sparse_batches",
     "training_device",
     "training_view",
 ]

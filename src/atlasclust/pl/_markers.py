@@ -54,7 +54,9 @@ def marker_dotplot(
     return_fig
         Return the :class:`scanpy.pl.DotPlot`.
     **kwargs
-        Passed to :func:`scanpy.pl.rank_genes_groups_dotplot`.
+        Passed to :func:`scanpy.pl.rank_genes_groups_dotplot`. Its default ``dendrogram=True``
+        orders the clusters by a dendrogram of their mean ``obsm["X_" + key]`` embedding, the
+        space the clusters were found in (scanpy alone would run a PCA of every gene for it).
 
     Returns
     -------
@@ -78,6 +80,11 @@ def marker_dotplot(
         adata.uns[stored] = lognorm.uns[stored]
     else:
         lognorm.uns[stored] = previous
+    embedding = f"X_{key}"
+    if kwargs.get("dendrogram", True) is True and embedding in adata.obsm:
+        # scanpy would otherwise fall back to a PCA of all genes, with a warning, on every call
+        lognorm.obsm[embedding] = np.asarray(adata.obsm[embedding])
+        sc.tl.dendrogram(lognorm, groupby, use_rep=embedding)
     plot = sc.pl.rank_genes_groups_dotplot(
         lognorm, n_genes=n_genes, key=stored, groupby=groupby, show=False, return_fig=True, **kwargs
     )

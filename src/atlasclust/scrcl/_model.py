@@ -692,6 +692,8 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
             if self._setup_args.get(key) is not None:
                 fingerprint[key] = self._setup_args[key]
         checkpoint = phase_checkpoint(checkpoint_dir, "train", fingerprint)
+        # metrics are logged once per epoch: Lightning's step interval would only warn on short epochs
+        trainer_kwargs = {"log_every_n_steps": 1} | trainer_kwargs
         trainer_kwargs = with_trainer_guard(trainer_kwargs, "scRCL", lr) | checkpoint.trainer_kwargs
         trainer_kwargs["callbacks"] += checkpoint.callbacks
         previous = set_aside_history(self)

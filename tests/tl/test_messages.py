@@ -1,0 +1,33 @@
+"""What a notebook shows while the tools train: no warnings that only alarm the reader."""
+
+import subprocess
+import sys
+
+import pytest
+
+#: Warnings torch and Lightning raised on every first run: torch's at the first sparse CSR batch
+#: (warned once per process, so the check runs in a fresh one), Lightning's when an epoch has fewer
+#: batches than its logging interval (scRCL's full batch is one).
+ALARMS = ("Sparse invariant checks", "Sparse CSR tensor support is in beta", "smaller than the logging interval")
+
+SCRIPT = """
+import warnings
+warnings.simplefilter("default")
+import scipy.sparse as sp
+import atlasclust as ac
+adata = ac.datasets.simulate(200, 90, 3, random_state=0)
+adata.X = sp.csr_matrix(adata.X)
+ac.tl.{method}(adata, 3, n_top_genes=None, max_epochs=2, enable_progress_bar=False)
+print("finished")
+"""
+
+
+@pytest.mark.parametrize("method", ["bgformer", "scrcl"])
+def test_training_on_sparse_counts_raises_no_alarming_warnings(method):
+    run = subprocess.run(
+        [sys.executable, "-c", SCRIPT.format(method=method)], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    assert "finished" in run.stdout
+    for alarm in ALARMS:
+        assert alarm not in run.stderr
