@@ -90,3 +90,19 @@ def test_anchor_order_puts_similar_anchors_together():
     assert sorted(order) == list(range(6))
     sides = [i % 2 for i in order]
     assert sides in ([0, 0, 0, 1, 1, 1], [1, 1, 1, 0, 0, 0])
+
+
+@pytest.mark.parametrize(("standard_scale", "axis"), [("anchor", 0), ("group", 1)])
+def test_standard_scale_spans_each_anchor_or_group_from_0_to_1(clustered, standard_scale, axis):
+    adata, _ = clustered
+    figure = ac.pl.attention_heatmap(adata, standard_scale=standard_scale, show=False, return_fig=True)
+    order = anchor_order(np.asarray(adata.uns["bgformer"]["anchors"]))
+    for head, panel in enumerate(_heatmaps(figure)):
+        stored = np.asarray(adata.uns["bgformer"]["attention"][:, head], dtype=np.float64)
+        low, high = stored.min(axis=axis, keepdims=True), stored.max(axis=axis, keepdims=True)
+        expected = (stored - low) / (high - low)
+        np.testing.assert_allclose(np.asarray(panel.images[0].get_array()), expected[:, order], rtol=1e-6, atol=1e-9)
+    assert figure.axes[-1].get_ylabel() == f"mean attention, scaled per {standard_scale}"
+    plt.close(figure)
+    with pytest.raises(ValueError, match="standard_scale='var'"):
+        ac.pl.attention_heatmap(adata, standard_scale="var", show=False)

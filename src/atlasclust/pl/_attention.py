@@ -20,6 +20,7 @@ def attention_heatmap(
     groupby: str | None = None,
     heads: Sequence[int] | None = None,
     model=None,
+    standard_scale: str | None = None,
     cmap: str = "viridis",
     figsize: tuple[float, float] | None = None,
     ax: plt.Axes | None = None,
@@ -49,6 +50,11 @@ def attention_heatmap(
     model
         The trained :class:`~atlasclust.models.BGFormer` (``return_model=True``), used to compute
         attention for ``groupby`` when it was not stored.
+    standard_scale
+        As in scanpy's heatmaps: ``"anchor"`` scales each anchor's column to 0–1 over the groups
+        (within each head), which shows which groups read an anchor most even where every group's
+        attention is close to uniform; ``"group"`` scales each row to 0–1 over the anchors;
+        ``None`` draws the mean attention itself.
     cmap
         Colour map of the heatmaps.
     figsize
@@ -84,6 +90,10 @@ def attention_heatmap(
     if ax is not None and len(heads) != 1:
         msg = f"ax= takes one panel; pass heads=[h] or leave ax=None to draw {len(heads)} heads."
         raise ValueError(msg)
+    if standard_scale not in (None, "group", "anchor"):
+        msg = f"standard_scale={standard_scale!r} is not one of None, 'group', 'anchor'."
+        raise ValueError(msg)
+    shown = attention if standard_scale is None else _scaled(attention, axis=0 if standard_scale == "anchor" else 2)
     order = anchor_order(np.asarray(result["anchors"]) if "anchors" in result else attention.mean(axis=(0, 1))[:, None])
 
     if ax is None:
@@ -92,18 +102,26 @@ def attention_heatmap(
         axes = list(axes[0])
     else:
         figure, axes = ax.figure, [ax]
-    vmax = float(attention[:, heads].max())
+    vmax = float(shown[:, heads].max())
     for panel, head in zip(axes, heads, strict=True):
         image = panel.imshow(
-            attention[:, head][:, order], aspect="auto", cmap=cmap, vmin=0.0, vmax=vmax, interpolation="nearest"
+            shown[:, head][:, order], aspect="auto", cmap=cmap, vmin=0.0, vmax=vmax, interpolation="nearest"
         )
         panel.set_title(f"head {head}")
         panel.set_xlabel("anchors (similar ones together)")
         panel.set_xticks([])
         panel.set_yticks(range(len(groups)), labels=[str(g) for g in groups] if panel is axes[0] else [])
     axes[0].set_ylabel(title)
-    figure.colorbar(image, ax=axes, label="mean attention", shrink=0.8)
+    label = "mean attention" + ("" if standard_scale is None else f", scaled per {standard_scale}")
+    figure.colorbar(image, ax=axes, label=label, shrink=0.8)
     return finish(figure, f"attention_heatmap_{key}", show=show, save=save, return_fig=return_fig)
+
+
+def _scaled(attention: np.ndarray, *, axis: int) -> np.ndarray:
+    """``attention`` (groups x heads x anchors) min-max scaled to 0-1 along ``axis``; constant lines become 0."""
+    low = attention.min(axis=axis, keepdims=True)
+    span = attention.max(axis=axis, keepdims=True) - low
+    return np.divide(attention - low, span, out=np.zeros_like(attention), where=span > 0)
 
 
 def anchor_order(vectors: np.ndarray) -> np.ndarray:
