@@ -4,7 +4,7 @@ import anndata as ad
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from helpers import FAST
+from helpers import FAST, assert_unchanged, snapshot
 
 import atlasclust as ac
 
@@ -43,3 +43,23 @@ def test_numpy_integers_give_the_python_int_result(counts, method):
 def test_fractional_epochs_are_refused_by_name(counts, method):
     with pytest.raises(TypeError, match="max_epochs must be an integer, got 2.5"):
         getattr(ac.tl, method)(counts, 4, copy=True, **(OPTIONS[method] | {"max_epochs": 2.5}))
+
+
+@pytest.mark.parametrize("method", ["bgformer", "scrcl"])
+def test_log_expression_with_counts_in_raw_points_to_raw_and_the_advice_works(counts, method):
+    # an older scanpy pipeline: the counts kept in adata.raw, adata.X log-normalised
+    adata = counts.copy()
+    adata.raw = adata
+    adata.X = np.log1p(adata.X)
+    before = snapshot(adata)
+    run = getattr(ac.tl, method)
+    with pytest.raises(ValueError, match=r"non-integer.*adata\.raw is set.*adata\.layers\['counts'\] = adata\.raw"):
+        run(adata, 4, **OPTIONS[method])
+    assert_unchanged(adata, before)
+    adata.layers["counts"] = adata.raw[:, adata.var_names].X  # the advice, as written
+    run(adata, 4, layer="counts", **OPTIONS[method])
+    assert adata.obs[method].nunique() == 4
+    without_raw = ad.AnnData(X=np.log1p(counts.X), obs=counts.obs.copy(), var=counts.var.copy())
+    with pytest.raises(ValueError, match="non-integer") as error:
+        run(without_raw, 4, **OPTIONS[method])
+    assert "adata.raw" not in str(error.value)

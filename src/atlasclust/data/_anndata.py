@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import anndata as ad
 import h5py
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 from scvi import REGISTRY_KEYS
+
+from ._statistics import NotCountsError
 
 #: obs column of the training view holding each cell's row number (scvi-tools' ``INDICES_KEY``).
 INDICES_COLUMN = "_indices"
@@ -16,6 +21,25 @@ INDICES_COLUMN = "_indices"
 def describe_source(layer: str | None) -> str:
     """How the user refers to the counts, for messages."""
     return "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+
+
+@contextmanager
+def raw_counts_hint(adata: ad.AnnData) -> Iterator[None]:
+    """Within this block, a :class:`NotCountsError` also points to ``adata.raw`` when it is set.
+
+    Older scanpy pipelines kept the counts in ``adata.raw`` rather than in a layer (others keep the
+    log expression there, hence the "if").
+    """
+    try:
+        yield
+    except NotCountsError as error:
+        if adata.raw is None:
+            raise
+        msg = (
+            f"{error} adata.raw is set: if it holds the raw counts, copy them into a layer and pass it: "
+            "`adata.layers['counts'] = adata.raw[:, adata.var_names].X`, then `layer='counts'`."
+        )
+        raise NotCountsError(msg) from None
 
 
 def counts_matrix(adata: ad.AnnData, layer: str | None):

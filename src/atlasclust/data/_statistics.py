@@ -62,6 +62,10 @@ class CountStatistics:
         return float(np.median(self.library_size))
 
 
+class NotCountsError(ValueError):
+    """The matrix given as counts holds negative or non-integer values."""
+
+
 def _check_chunk(values: np.ndarray, *, source: str) -> None:
     if not np.all(np.isfinite(values)):
         msg = f"{source} contains NaN or infinite values. Remove or repair those entries before clustering."
@@ -71,13 +75,13 @@ def _check_chunk(values: np.ndarray, *, source: str) -> None:
             f"{source} contains negative values, so it does not hold raw counts. "
             "Pass the layer that holds raw counts, e.g. `layer='counts'`."
         )
-        raise ValueError(msg)
+        raise NotCountsError(msg)
     if np.any(values != np.round(values)):
         msg = (
             f"{source} contains non-integer values (normalised or log-transformed data?). "
             "These methods model raw counts: pass the layer that holds them, e.g. `layer='counts'`."
         )
-        raise ValueError(msg)
+        raise NotCountsError(msg)
 
 
 def scan_counts(matrix, *, source: str = "adata.X", chunk_size: int | None = None) -> CountStatistics:

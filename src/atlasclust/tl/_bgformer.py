@@ -15,7 +15,7 @@ from atlasclust._guards import halving_batch_size_on_oom
 from atlasclust._reproducibility import deterministic_mode
 from atlasclust.bgformer import BGFormer
 from atlasclust.bgformer._model import DEFAULT_RESOLUTION
-from atlasclust.data import check_batch_column, counts_matrix, training_view
+from atlasclust.data import check_batch_column, counts_matrix, raw_counts_hint, training_view
 
 from ._results import cluster_categorical, package_versions, storable, write_clustering
 
@@ -204,7 +204,7 @@ def bgformer(
         )
         return model
 
-    with deterministic_mode(deterministic):
+    with raw_counts_hint(adata), deterministic_mode(deterministic):
         model = halving_batch_size_on_oom(fit, batch_size, allow=auto_batch_size)
         try:
             summary = model.summarize(num_workers=num_workers, cell_attention=store_attention)

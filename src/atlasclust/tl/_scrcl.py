@@ -13,7 +13,7 @@ from scanpy import logging as logg
 from atlasclust._checkpoints import checkpoint_folder
 from atlasclust._guards import halving_batch_size_on_oom
 from atlasclust._reproducibility import deterministic_mode
-from atlasclust.data import check_batch_column, counts_matrix, training_view
+from atlasclust.data import check_batch_column, counts_matrix, raw_counts_hint, training_view
 from atlasclust.pp._graphs import check_coordinates, spatial_majority_vote
 from atlasclust.scrcl import SCRCL
 from atlasclust.scrcl._model import DEFAULT_RESOLUTION, default_batch_size
@@ -256,7 +256,7 @@ def scrcl(
         return model
 
     first_batch = default_batch_size(adata.n_obs) if batch_size is None else batch_size
-    with deterministic_mode(deterministic):
+    with raw_counts_hint(adata), deterministic_mode(deterministic):
         model = halving_batch_size_on_oom(fit, first_batch, allow=auto_batch_size)
         embedding = model.get_latent_representation()
         codes = model.predict()
