@@ -38,3 +38,23 @@ def test_embedding_keeps_scrcl_graph(counts):
 def test_embedding_names_the_missing_run(counts):
     with pytest.raises(KeyError, match="run ac.tl.bgformer"):
         ac.pl.embedding(counts)
+
+
+def test_embedding_of_a_backed_result_copies_nothing(clustered, tmp_path, monkeypatch):
+    # an atlas user: tl.bgformer on a backed file, then the UMAP, without the counts read or copied
+    import anndata as ad
+
+    adata, _ = clustered
+    in_memory = adata.copy()
+    adata.write_h5ad(tmp_path / "result.h5ad")
+    backed = ad.read_h5ad(tmp_path / "result.h5ad", backed="r")
+
+    def no_copy(self, *args, **kwargs):
+        raise AssertionError("the user's AnnData was copied")
+
+    monkeypatch.setattr(ad.AnnData, "copy", no_copy)
+    ac.pl.embedding(in_memory, show=False)
+    ac.pl.embedding(backed, show=False)
+    plt.close("all")
+    np.testing.assert_allclose(backed.obsm["X_bgformer_umap"], in_memory.obsm["X_bgformer_umap"])
+    assert backed.isbacked and "bgformer_neighbors_connectivities" in backed.obsp

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import anndata as ad
+import numpy as np
+import pandas as pd
 import scanpy as sc
 
 from ._utils import require_result
@@ -14,7 +16,8 @@ def embedding(adata: ad.AnnData, key: str = "bgformer", *, color: str | list[str
     Neighbours and UMAP of the embedding are computed when missing and stored under their own
     keys (``uns["<key>_neighbors"]``, ``obsp["<key>_neighbors_connectivities"]``,
     ``obsp["<key>_neighbors_distances"]``, ``obsm["X_<key>_umap"]``), so the user's
-    ``neighbors`` and ``X_umap`` are never overwritten.
+    ``neighbors`` and ``X_umap`` are never overwritten. They are computed from the embedding
+    alone: the counts are neither read nor copied, and a backed AnnData works as well.
 
     Parameters
     ----------
@@ -34,8 +37,25 @@ def embedding(adata: ad.AnnData, key: str = "bgformer", *, color: str | list[str
     require_result(adata, key, obsm=True)
     umap_key = f"X_{key}_umap"
     if umap_key not in adata.obsm:
-        # own neighbours key: key_added=key would replace uns[key] (the results) and scRCL's obsp graph
-        sc.pp.neighbors(adata, use_rep=f"X_{key}", key_added=f"{key}_neighbors")
-        umap = sc.tl.umap(adata, neighbors_key=f"{key}_neighbors", copy=True).obsm["X_umap"]
-        adata.obsm[umap_key] = umap
+        _store_umap(adata, key, umap_key)
     return sc.pl.embedding(adata, basis=umap_key, color=key if color is None else color, **kwargs)
+
+
+def _store_umap(adata: ad.AnnData, key: str, umap_key: str) -> None:
+    """Neighbours and UMAP of ``obsm["X_<key>"]``, computed on an AnnData holding only the embedding.
+
+    scanpy's UMAP writes ``obsm["X_umap"]`` unless it works on a copy, and a copy of the user's
+    object would hold all its counts (and fails on a backed one); the light object holds none.
+    """
+    # own neighbours key: key_added=key would replace uns[key] (the results) and scRCL's obsp graph
+    neighbors = f"{key}_neighbors"
+    light = ad.AnnData(
+        obs=pd.DataFrame(index=pd.RangeIndex(adata.n_obs).astype(str)),
+        obsm={"X_embedding": np.asarray(adata.obsm[f"X_{key}"])},
+    )
+    sc.pp.neighbors(light, use_rep="X_embedding", key_added=neighbors)
+    sc.tl.umap(light, neighbors_key=neighbors)
+    adata.uns[neighbors] = light.uns[neighbors]
+    for name in ("connectivities", "distances"):
+        adata.obsp[f"{neighbors}_{name}"] = light.obsp[f"{neighbors}_{name}"]
+    adata.obsm[umap_key] = light.obsm["X_umap"]
