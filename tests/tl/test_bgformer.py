@@ -204,3 +204,30 @@ def test_batch_key_backed_saved_and_predicted(two_batches, tmp_path):
 @pytest.mark.parametrize("case", BAD_BATCH_KEYS)
 def test_bad_batch_key_raises_clearly_and_changes_nothing(counts, case):
     check_bad_batch_key_refused(ac.tl.bgformer, counts, case, FAST)
+
+
+def test_a_new_run_under_the_same_key_drops_what_the_plots_derived_from_the_old_one(counts):
+    import matplotlib
+
+    matplotlib.use("agg")
+    import matplotlib.pyplot as plt
+
+    adata = counts.copy()
+    ac.tl.bgformer(adata, 4, store_attention=True, random_state=0, **FAST)
+    ac.pl.embedding(adata, show=False)
+    ac.pl.marker_dotplot(adata, show=False)
+    plt.close("all")
+    old_umap = adata.obsm["X_bgformer_umap"].copy()
+    derived = ["X_bgformer_umap", "bgformer_neighbors", "rank_genes_groups_bgformer"]
+    assert all(name in adata.obsm or name in adata.uns for name in derived)
+    ac.tl.bgformer(adata, 3, random_state=1, **FAST)  # another run, no per-cell attention this time
+    assert "X_bgformer_umap" not in adata.obsm and "bgformer_attention" not in adata.obsm
+    assert "bgformer_neighbors" not in adata.uns and "rank_genes_groups_bgformer" not in adata.uns
+    assert not any(name.startswith("bgformer_neighbors") for name in adata.obsp)
+    ac.pl.embedding(adata, show=False)  # now drawn from the new embedding
+    ac.pl.marker_dotplot(adata, show=False)
+    plt.close("all")
+    assert not np.allclose(adata.obsm["X_bgformer_umap"], old_umap)
+    assert set(adata.uns["rank_genes_groups_bgformer"]["names"].dtype.names) == set(
+        adata.obs["bgformer"].cat.categories
+    )

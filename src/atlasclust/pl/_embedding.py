@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import scanpy as sc
 
-from ._utils import require_result
+from ._utils import neighbors_key, require_result, umap_key
 
 
 def embedding(adata: ad.AnnData, key: str = "bgformer", *, color: str | list[str] | None = None, **kwargs):
@@ -35,20 +35,20 @@ def embedding(adata: ad.AnnData, key: str = "bgformer", *, color: str | list[str
     Whatever :func:`scanpy.pl.embedding` returns for these arguments.
     """
     require_result(adata, key, obsm=True)
-    umap_key = f"X_{key}_umap"
-    if umap_key not in adata.obsm:
-        _store_umap(adata, key, umap_key)
-    return sc.pl.embedding(adata, basis=umap_key, color=key if color is None else color, **kwargs)
+    basis = umap_key(key)
+    if basis not in adata.obsm:
+        _store_umap(adata, key)
+    return sc.pl.embedding(adata, basis=basis, color=key if color is None else color, **kwargs)
 
 
-def _store_umap(adata: ad.AnnData, key: str, umap_key: str) -> None:
+def _store_umap(adata: ad.AnnData, key: str) -> None:
     """Neighbours and UMAP of ``obsm["X_<key>"]``, computed on an AnnData holding only the embedding.
 
     scanpy's UMAP writes ``obsm["X_umap"]`` unless it works on a copy, and a copy of the user's
     object would hold all its counts (and fails on a backed one); the light object holds none.
     """
     # own neighbours key: key_added=key would replace uns[key] (the results) and scRCL's obsp graph
-    neighbors = f"{key}_neighbors"
+    neighbors = neighbors_key(key)
     light = ad.AnnData(
         obs=pd.DataFrame(index=pd.RangeIndex(adata.n_obs).astype(str)),
         obsm={"X_embedding": np.asarray(adata.obsm[f"X_{key}"])},
@@ -58,4 +58,4 @@ def _store_umap(adata: ad.AnnData, key: str, umap_key: str) -> None:
     adata.uns[neighbors] = light.uns[neighbors]
     for name in ("connectivities", "distances"):
         adata.obsp[f"{neighbors}_{name}"] = light.obsp[f"{neighbors}_{name}"]
-    adata.obsm[umap_key] = light.obsm["X_umap"]
+    adata.obsm[umap_key(key)] = light.obsm["X_umap"]

@@ -9,7 +9,7 @@ import scipy.sparse as sp
 
 from atlasclust.data import counts_matrix
 
-from ._utils import finish, require_result
+from ._utils import finish, markers_key, require_result
 
 
 def marker_dotplot(
@@ -73,7 +73,7 @@ def marker_dotplot(
     if layer is None:
         layer = adata.uns.get(key, {}).get("params", {}).get("layer")
     lognorm = _log_normalised(adata, layer, groupby)
-    stored = f"rank_genes_groups_{key}"
+    stored = markers_key(key)
     previous = adata.uns.get(stored)
     if previous is None or previous["params"].get("groupby") != groupby or previous["params"].get("method") != method:
         sc.tl.rank_genes_groups(lognorm, groupby, method=method, key_added=stored)

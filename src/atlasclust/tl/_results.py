@@ -8,6 +8,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from atlasclust.pl._utils import derived_keys
+
 
 def package_versions() -> dict[str, str]:
     """Versions of the packages that shape a result, for ``uns[key]["params"]``."""
@@ -38,10 +40,21 @@ def write_clustering(
 ) -> list[str]:
     """Write embedding, labels, extra obs columns and ``uns`` under ``key_added``.
 
+    What the ``pl`` helpers derived from an earlier run under the same key (see
+    :func:`derived_keys`) describes that run's embedding and labels, so it is removed; so is an
+    earlier run's per-cell attention that this run does not replace.
+
     Returns
     -------
     The keys written, for the log line.
     """
+    stale = derived_keys(key_added)
+    stale["obsm"].append(f"{key_added}_attention")  # per-cell attention (tl.bgformer, store_attention=True)
+    for slot, names in stale.items():
+        mapping = getattr(adata, slot)
+        for name in names:
+            if name in mapping and name not in (obsm_extra or {}):
+                del mapping[name]
     adata.obsm[f"X_{key_added}"] = np.asarray(embedding, dtype=np.float32)
     adata.obs[key_added] = labels
     written = [f"obsm['X_{key_added}']", f"obs[{key_added!r}]"]
