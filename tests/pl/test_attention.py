@@ -106,3 +106,26 @@ def test_standard_scale_spans_each_anchor_or_group_from_0_to_1(clustered, standa
     plt.close(figure)
     with pytest.raises(ValueError, match="standard_scale='var'"):
         ac.pl.attention_heatmap(adata, standard_scale="var", show=False)
+
+
+def test_clusters_renamed_or_merged_after_the_run_are_averaged_again(clustered):
+    # annotating clusters (a map to cell-type names, some merged) reorders and shrinks the categories:
+    # the stored rows, one per original cluster, no longer match them
+    adata, model = clustered
+    adata = adata.copy()
+    names = {"0": "T", "1": "T", "2": "B", "3": "Mono"}
+    adata.obs["bgformer"] = adata.obs["bgformer"].astype(str).map(names).astype("category")
+    figure = ac.pl.attention_heatmap(adata, show=False, return_fig=True)
+    panel = _heatmaps(figure)[0]
+    assert [t.get_text() for t in panel.get_yticklabels()] == ["B", "Mono", "T"]
+    per_cell = adata.obsm["bgformer_attention"].astype(np.float64).reshape(adata.n_obs, 4, 16)[:, 0]
+    order = anchor_order(np.asarray(adata.uns["bgformer"]["anchors"]))
+    for row, name in enumerate(["B", "Mono", "T"]):
+        expected = per_cell[(adata.obs["bgformer"] == name).to_numpy()].mean(axis=0)[order]
+        np.testing.assert_allclose(panel.images[0].get_array()[row], expected, rtol=1e-6)
+    plt.close(figure)
+    del adata.obsm["bgformer_attention"]
+    with pytest.raises(KeyError, match="renamed or merged"):
+        ac.pl.attention_heatmap(adata, show=False)
+    ac.pl.attention_heatmap(adata, model=model, show=False)  # the model recomputes it
+    plt.close("all")

@@ -42,9 +42,10 @@ def attention_heatmap(
         The ``key_added`` of that run.
     groupby
         ``obs`` column whose groups form the rows. ``None`` uses the predicted clusters and the
-        attention stored in ``uns[key]["attention"]``. Any other column needs the per-cell
-        attention: ``obsm[key + "_attention"]`` (written by ``tl.bgformer(…, store_attention=True)``)
-        or the trained ``model``.
+        attention stored in ``uns[key]["attention"]``. Any other column, and the clusters once
+        renamed or merged in ``obs[key]``, needs the per-cell attention:
+        ``obsm[key + "_attention"]`` (written by ``tl.bgformer(…, store_attention=True)``) or the
+        trained ``model``.
     heads
         Heads to draw; all by default.
     model
@@ -75,13 +76,13 @@ def attention_heatmap(
     """
     require_result(adata, key, obs=True, uns="attention")
     result = adata.uns[key]
-    if groupby is None or groupby == key:
+    groupby = key if groupby is None else groupby
+    if groupby == key and _labels_unchanged(adata, key):
         groups = list(adata.obs[key].cat.categories)
         attention = np.asarray(result["attention"], dtype=np.float64)
-        title = key
-    else:
+    else:  # another grouping, or the clusters were renamed or merged since tl.bgformer ran
         groups, attention = _attention_by(adata, key, groupby, model)
-        title = groupby
+    title = groupby
     n_heads = attention.shape[1]
     heads = list(range(n_heads)) if heads is None else list(heads)
     if not heads or any(not 0 <= h < n_heads for h in heads):
@@ -132,6 +133,15 @@ def anchor_order(vectors: np.ndarray) -> np.ndarray:
     return leaves_list(linkage(vectors, method="average", metric=metric))
 
 
+def _labels_unchanged(adata: ad.AnnData, key: str) -> bool:
+    """Whether ``obs[key]`` still has the clusters whose mean attention ``uns[key]`` holds, in its row order."""
+    categories = [str(c) for c in adata.obs[key].cat.categories]
+    stored = adata.uns[key].get("attention_clusters")
+    if stored is None:  # results written before the row labels were stored: the row count is all there is
+        return len(categories) == len(adata.uns[key]["attention"])
+    return categories == [str(c) for c in stored]
+
+
 def _attention_by(adata: ad.AnnData, key: str, groupby: str, model) -> tuple[list, np.ndarray]:
     """Mean attention (groups x heads x anchors) for the groups of ``obs[groupby]``."""
     if groupby not in adata.obs:
@@ -149,8 +159,13 @@ def _attention_by(adata: ad.AnnData, key: str, groupby: str, model) -> tuple[lis
         by_group = model.get_attention(adata, groups=codes)
         means = np.stack([by_group[str(i)] for i in present])
     else:
+        why = (
+            f"obs[{key!r}] is not what ac.tl.bgformer wrote (renamed or merged clusters), so"
+            if groupby == key
+            else f"groupby={groupby!r}"
+        )
         msg = (
-            f"groupby={groupby!r} needs the per-cell attention: pass model= (ac.tl.bgformer(…, return_model=True)) "
+            f"{why} needs the per-cell attention: pass model= (ac.tl.bgformer(…, return_model=True)) "
             f"or run ac.tl.bgformer(…, store_attention=True), which writes adata.obsm[{stored!r}]."
         )
         raise KeyError(msg)

@@ -153,7 +153,7 @@ def bgformer(
     `adata.uns['bgformer' | key_added]` : :class:`dict`
         ``params`` (every argument, the seed, the number of clusters, package versions),
         ``history`` (per-epoch losses), ``attention`` (clusters x heads x anchors mean attention,
-        rows in the order of the label categories), ``anchor_usage`` (share of cells nearest to
+        rows in the order of the label categories, which ``attention_clusters`` lists), ``anchor_usage`` (share of cells nearest to
         each anchor), ``anchors`` (the anchor vectors) and ``genes`` (the genes the model used).
 
     Examples
@@ -234,6 +234,7 @@ def bgformer(
             "params": storable(params),
             "history": model.history_,
             "attention": summary["attention"][present],
+            "attention_clusters": np.asarray(labels.categories).astype(str),  # the clusters of its rows
             "anchor_usage": summary["anchor_usage"],
             "anchors": summary["anchors"],
             "genes": model.selected_genes_,
