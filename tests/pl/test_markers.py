@@ -64,3 +64,15 @@ def test_dendrogram_orders_clusters_by_the_embedding_without_a_pca_of_all_genes(
     plot.make_figure()
     plt.close("all")
     assert "dendrogram_bgformer" not in adata.uns  # drawn on the plot's own copy
+
+
+def test_markers_are_ranked_again_after_the_clusters_are_renamed_or_merged(clustered):
+    adata, _ = clustered
+    adata = adata.copy()
+    ac.pl.marker_dotplot(adata, n_genes=1, show=False)
+    adata.obs["bgformer"] = adata.obs["bgformer"].astype(str).map({"0": "T", "1": "T", "2": "B", "3": "Mono"})
+    adata.obs["bgformer"] = adata.obs["bgformer"].astype("category")
+    plot = ac.pl.marker_dotplot(adata, n_genes=1, return_fig=True)
+    plt.close("all")
+    assert set(adata.uns["rank_genes_groups_bgformer"]["names"].dtype.names) == {"B", "Mono", "T"}
+    assert len(plot.var_names) == 3

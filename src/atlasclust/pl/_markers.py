@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import scanpy as sc
 import scipy.sparse as sp
 
@@ -31,7 +32,7 @@ def marker_dotplot(
     (``normalize_total`` then ``log1p``, computed on a copy; ``adata.X`` is not changed) and are
     stored in ``adata.uns["rank_genes_groups_" + key]`` so that the user's own
     ``uns["rank_genes_groups"]`` is never overwritten. They are reused on a second call with the
-    same grouping.
+    same column, the same groups in it (not after clusters were renamed or merged) and the same test.
 
     Parameters
     ----------
@@ -75,7 +76,7 @@ def marker_dotplot(
     lognorm = _log_normalised(adata, layer, groupby)
     stored = markers_key(key)
     previous = adata.uns.get(stored)
-    if previous is None or previous["params"].get("groupby") != groupby or previous["params"].get("method") != method:
+    if not _reusable(previous, groupby=groupby, method=method, groups=lognorm.obs[groupby]):
         sc.tl.rank_genes_groups(lognorm, groupby, method=method, key_added=stored)
         adata.uns[stored] = lognorm.uns[stored]
     else:
@@ -92,6 +93,14 @@ def marker_dotplot(
         return plot
     plot.make_figure()
     return finish(plot.fig, f"marker_dotplot_{key}", show=show, save=save, return_fig=False)
+
+
+def _reusable(previous: dict | None, *, groupby: str, method: str, groups: pd.Series) -> bool:
+    """Whether stored markers are those of ``groups`` as they are now (not before a rename or merge)."""
+    if previous is None or previous["params"].get("groupby") != groupby or previous["params"].get("method") != method:
+        return False
+    categories = {str(c) for c in groups.astype("category").cat.categories}
+    return set(previous["names"].dtype.names) == categories
 
 
 def _log_normalised(adata: ad.AnnData, layer: str | None, groupby: str) -> ad.AnnData:
