@@ -114,7 +114,7 @@ def test_clusters_renamed_or_merged_after_the_run_are_averaged_again(clustered):
     adata, model = clustered
     adata = adata.copy()
     names = {"0": "T", "1": "T", "2": "B", "3": "Mono"}
-    adata.obs["bgformer"] = adata.obs["bgformer"].astype(str).map(names).astype("category")
+    adata.obs["bgformer"] = adata.obs["bgformer"].astype(str).map(names)  # plain strings, as a map leaves them
     figure = ac.pl.attention_heatmap(adata, show=False, return_fig=True)
     panel = _heatmaps(figure)[0]
     assert [t.get_text() for t in panel.get_yticklabels()] == ["B", "Mono", "T"]

@@ -78,7 +78,7 @@ def attention_heatmap(
     result = adata.uns[key]
     groupby = key if groupby is None else groupby
     if groupby == key and _labels_unchanged(adata, key):
-        groups = list(adata.obs[key].cat.categories)
+        groups = list(pd.Categorical(adata.obs[key]).categories)
         attention = np.asarray(result["attention"], dtype=np.float64)
     else:  # another grouping, or the clusters were renamed or merged since tl.bgformer ran
         groups, attention = _attention_by(adata, key, groupby, model)
@@ -135,7 +135,7 @@ def anchor_order(vectors: np.ndarray) -> np.ndarray:
 
 def _labels_unchanged(adata: ad.AnnData, key: str) -> bool:
     """Whether ``obs[key]`` still has the clusters whose mean attention ``uns[key]`` holds, in its row order."""
-    categories = [str(c) for c in adata.obs[key].cat.categories]
+    categories = [str(c) for c in pd.Categorical(adata.obs[key]).categories]  # strings too, once re-mapped
     stored = adata.uns[key].get("attention_clusters")
     if stored is None:  # results written before the row labels were stored: the row count is all there is
         return len(categories) == len(adata.uns[key]["attention"])
