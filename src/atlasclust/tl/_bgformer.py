@@ -153,8 +153,9 @@ def bgformer(
     `adata.uns['bgformer' | key_added]` : :class:`dict`
         ``params`` (every argument, the seed, the number of clusters, package versions),
         ``history`` (per-epoch losses), ``attention`` (clusters x heads x anchors mean attention,
-        rows in the order of the label categories, which ``attention_clusters`` lists), ``anchor_usage`` (share of cells nearest to
-        each anchor), ``anchors`` (the anchor vectors) and ``genes`` (the genes the model used).
+        rows in the order of the label categories), ``attention_clusters`` (the clusters of those
+        rows), ``anchor_usage`` (share of cells nearest to each anchor), ``anchors`` (the anchor
+        vectors) and ``genes`` (the genes the model used).
 
     Examples
     --------
