@@ -129,3 +129,18 @@ def test_clusters_renamed_or_merged_after_the_run_are_averaged_again(clustered):
         ac.pl.attention_heatmap(adata, show=False)
     ac.pl.attention_heatmap(adata, model=model, show=False)  # the model recomputes it
     plt.close("all")
+
+
+def test_a_result_under_another_key_is_named(clustered):
+    adata, _ = clustered
+    adata = adata.copy()
+    # as if run with key_added="bg"
+    adata.obsm["X_bg"] = adata.obsm.pop("X_bgformer")
+    adata.obs["bg"] = adata.obs.pop("bgformer")
+    adata.uns["bg"] = adata.uns.pop("bgformer")
+    with pytest.raises(KeyError, match=r"key_added \['bg'\]: pass key= one of them"):
+        ac.pl.attention_heatmap(adata, show=False)
+    with pytest.raises(KeyError, match=r"key_added \['bg'\]"):
+        ac.pl.embedding(adata, show=False)
+    ac.pl.attention_heatmap(adata, key="bg", show=False)
+    plt.close("all")

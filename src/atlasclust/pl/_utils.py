@@ -50,7 +50,18 @@ def require_result(
     if missing:
         method = "ac.tl.bgformer" if uns == "attention" else "ac.tl.bgformer or ac.tl.scrcl"
         msg = f"{', '.join(missing)} not found: run {method}(adata, key_added={key!r}) first."
+        if others := [name for name in _result_keys(adata) if uns is None or uns in adata.uns[name]]:
+            msg += f" Results are stored under key_added {others}: pass key= one of them."
         raise KeyError(msg)
+
+
+def _result_keys(adata: ad.AnnData) -> list[str]:
+    """The ``key_added`` of the ``tl`` runs whose embedding, labels and ``uns`` entry are in ``adata``."""
+    return [
+        name
+        for name, entry in adata.uns.items()
+        if isinstance(entry, dict) and "params" in entry and f"X_{name}" in adata.obsm and name in adata.obs
+    ]
 
 
 def finish(figure: Figure, writekey: str, *, show: bool | None, save: bool | str | None, return_fig: bool):
