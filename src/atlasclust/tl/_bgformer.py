@@ -230,7 +230,8 @@ def bgformer(
         embedding=summary["latent"],
         labels=labels,
         obs_extra={f"{key_added}_confidence": summary["soft"].max(axis=1)},
-        obsm_extra={f"{key_added}_attention": summary["cell_attention"]} if store_attention else None,
+        # without store_attention, an earlier run's per-cell attention would no longer match: None drops it
+        obsm_extra={f"{key_added}_attention": summary["cell_attention"] if store_attention else None},
         uns={
             "params": storable(params),
             "history": model.history_,

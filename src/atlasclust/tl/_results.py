@@ -35,26 +35,23 @@ def write_clustering(
     embedding: np.ndarray,
     labels: pd.Categorical,
     obs_extra: dict[str, np.ndarray] | None = None,
-    obsm_extra: dict[str, np.ndarray] | None = None,
+    obsm_extra: dict[str, np.ndarray | None] | None = None,
     uns: dict,
 ) -> list[str]:
     """Write embedding, labels, extra obs columns and ``uns`` under ``key_added``.
 
     What the ``pl`` helpers derived from an earlier run under the same key (see
-    :func:`derived_keys`) describes that run's embedding and labels, so it is removed; so is an
-    earlier run's per-cell attention that this run does not replace.
+    :func:`derived_keys`) describes that run's embedding and labels, so it is removed. An
+    ``obsm_extra`` entry of ``None`` means this run has none: an earlier run's is removed too.
 
     Returns
     -------
     The keys written, for the log line.
     """
-    stale = derived_keys(key_added)
-    stale["obsm"].append(f"{key_added}_attention")  # per-cell attention (tl.bgformer, store_attention=True)
-    for slot, names in stale.items():
+    for slot, names in derived_keys(key_added).items():
         mapping = getattr(adata, slot)
         for name in names:
-            if name in mapping and name not in (obsm_extra or {}):
-                del mapping[name]
+            mapping.pop(name, None)
     adata.obsm[f"X_{key_added}"] = np.asarray(embedding, dtype=np.float32)
     adata.obs[key_added] = labels
     written = [f"obsm['X_{key_added}']", f"obs[{key_added!r}]"]
@@ -62,6 +59,9 @@ def write_clustering(
         adata.obs[column] = values
         written.append(f"obs[{column!r}]")
     for name, values in (obsm_extra or {}).items():
+        if values is None:
+            adata.obsm.pop(name, None)
+            continue
         adata.obsm[name] = values
         written.append(f"obsm[{name!r}]")
     adata.uns[key_added] = uns
