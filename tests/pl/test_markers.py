@@ -2,6 +2,7 @@ import matplotlib
 
 matplotlib.use("agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 import scanpy as sc
 
@@ -76,3 +77,100 @@ def test_markers_are_ranked_again_after_the_clusters_are_renamed_or_merged(clust
     plt.close("all")
     assert set(adata.uns["rank_genes_groups_bgformer"]["names"].dtype.names) == {"B", "Mono", "T"}
     assert len(plot.var_names) == 3
+    # drawn again from the stored markers: the plain-string column still makes a dendrogram and a plot
+    stored = adata.uns["rank_genes_groups_bgformer"]
+    again = ac.pl.marker_dotplot(adata, n_genes=1, return_fig=True)
+    plt.close("all")
+    assert adata.uns["rank_genes_groups_bgformer"] is stored
+    assert list(again.var_names) == list(plot.var_names)
+
+
+def _recorded_group_sizes(monkeypatch) -> list:
+    """Patch ``sc.tl.rank_genes_groups`` to record the group sizes it ranks genes on."""
+    calls = []
+    rank = sc.tl.rank_genes_groups
+
+    def recording_rank(data, groupby, **kwargs):
+        calls.append(data.obs[groupby].value_counts().to_dict())
+        return rank(data, groupby, **kwargs)
+
+    monkeypatch.setattr(sc.tl, "rank_genes_groups", recording_rank)
+    return calls
+
+
+def test_marker_dotplot_of_a_backed_result_reads_only_a_sample_of_cells(clustered, tmp_path, monkeypatch):
+    # an atlas user: tl.bgformer on a backed file, then the markers, without loading the file whole
+    import anndata as ad
+
+    adata, _ = clustered
+    in_memory = adata.copy()
+    adata.write_h5ad(tmp_path / "result.h5ad")
+    backed = ad.read_h5ad(tmp_path / "result.h5ad", backed="r")
+    read = []
+    dataset = type(backed.X)
+    getitem = dataset.__getitem__
+
+    def recording_getitem(self, rows):
+        read.append(len(np.arange(backed.n_obs)[rows]))
+        return getitem(self, rows)
+
+    monkeypatch.setattr(dataset, "__getitem__", recording_getitem)
+    for method in ("to_memory", "copy"):
+        monkeypatch.setattr(ad.AnnData, method, lambda *a, **k: pytest.fail("the backed AnnData was loaded"))
+    calls = _recorded_group_sizes(monkeypatch)
+
+    plot = ac.pl.marker_dotplot(backed, n_genes=2, max_cells_per_group=60, return_fig=True)
+    plot.make_figure()
+    plt.close("all")
+    assert backed.isbacked
+    assert read == [60 * 4]  # one read of the sampled rows: 60 of each of the 4 clusters
+    assert calls == [dict.fromkeys(adata.obs["bgformer"].cat.categories, 60)]
+    assert backed.uns["rank_genes_groups_bgformer"]["params"]["max_cells_per_group"] == 60
+    # the same sample, in memory, gives the same markers
+    ac.pl.marker_dotplot(in_memory, n_genes=2, max_cells_per_group=60, show=False)
+    plt.close("all")
+    for field in ("names", "scores"):
+        assert list(in_memory.uns["rank_genes_groups_bgformer"][field]) == list(
+            backed.uns["rank_genes_groups_bgformer"][field]
+        )
+
+    # by default a backed file with groups of fewer than 1,000 cells is read whole: the markers of every cell
+    del backed.uns["rank_genes_groups_bgformer"], in_memory.uns["rank_genes_groups_bgformer"]
+    ac.pl.marker_dotplot(backed, n_genes=2, show=False)
+    ac.pl.marker_dotplot(in_memory, n_genes=2, show=False)
+    plt.close("all")
+    assert calls[-1] == calls[-2] == adata.obs["bgformer"].value_counts().to_dict()
+    assert list(backed.uns["rank_genes_groups_bgformer"]["names"]) == list(
+        in_memory.uns["rank_genes_groups_bgformer"]["names"]
+    )
+    assert "max_cells_per_group" not in backed.uns["rank_genes_groups_bgformer"]["params"]
+
+
+def test_marker_dotplot_samples_cells_per_group_and_reuses_only_the_same_sample(clustered, monkeypatch):
+    adata, _ = clustered
+    adata = adata.copy()
+    # one small group: all its cells are kept while the others are cut to 40
+    adata.obs["groups"] = adata.obs["bgformer"].astype(str)
+    adata.obs.iloc[:10, adata.obs.columns.get_loc("groups")] = "small"
+    calls = _recorded_group_sizes(monkeypatch)
+    ac.pl.marker_dotplot(adata, groupby="groups", n_genes=1, max_cells_per_group=40, show=False)
+    assert calls[-1]["small"] == 10
+    assert all(size == 40 for group, size in calls[-1].items() if group != "small")
+    ac.pl.marker_dotplot(adata, groupby="groups", n_genes=1, max_cells_per_group=40, show=False)
+    assert len(calls) == 1  # the same sample: reused
+    ac.pl.marker_dotplot(adata, groupby="groups", n_genes=1, max_cells_per_group=40, random_state=1, show=False)
+    ac.pl.marker_dotplot(adata, groupby="groups", n_genes=1, max_cells_per_group=50, show=False)
+    ac.pl.marker_dotplot(adata, groupby="groups", n_genes=1, show=False)  # every cell
+    plt.close("all")
+    assert len(calls) == 4
+    assert calls[-1] == adata.obs["groups"].value_counts().to_dict()
+
+
+@pytest.mark.parametrize("value", [0, -5, 2.5, True, "all"])
+def test_marker_dotplot_rejects_a_bad_sample_size(clustered, value):
+    adata, _ = clustered
+    adata = adata.copy()
+    uns = set(adata.uns)
+    with pytest.raises(ValueError, match="max_cells_per_group"):
+        ac.pl.marker_dotplot(adata, max_cells_per_group=value)
+    assert set(adata.uns) == uns

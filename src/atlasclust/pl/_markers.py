@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -12,6 +14,10 @@ from atlasclust.data import counts_matrix
 
 from ._utils import finish, markers_key, require_result
 
+#: Cells per group read from a backed file when ``max_cells_per_group`` is not given: enough for
+#: the top markers of each group, without loading an atlas into memory.
+BACKED_CELLS_PER_GROUP = 1000
+
 
 def marker_dotplot(
     adata: ad.AnnData,
@@ -21,6 +27,8 @@ def marker_dotplot(
     groupby: str | None = None,
     layer: str | None = None,
     method: str = "wilcoxon",
+    max_cells_per_group: int | None = None,
+    random_state: int = 0,
     show: bool | None = None,
     save: bool | str | None = None,
     return_fig: bool = False,
@@ -32,12 +40,18 @@ def marker_dotplot(
     (``normalize_total`` then ``log1p``, computed on a copy; ``adata.X`` is not changed) and are
     stored in ``adata.uns["rank_genes_groups_" + key]`` so that the user's own
     ``uns["rank_genes_groups"]`` is never overwritten. They are reused on a second call with the
-    same column, the same groups in it (not after clusters were renamed or merged) and the same test.
+    same column, the same groups in it (not after clusters were renamed or merged), the same test
+    and the same cells.
+
+    On a file opened with ``backed="r"``, only the counts of a random sample of cells (at most
+    1,000 per group unless ``max_cells_per_group`` says otherwise) are read from disk, so an atlas
+    is never loaded whole.
 
     Parameters
     ----------
     adata
-        AnnData (in memory) on which :func:`atlasclust.tl.bgformer` or :func:`atlasclust.tl.scrcl` ran.
+        AnnData, in memory or backed, on which :func:`atlasclust.tl.bgformer` or
+        :func:`atlasclust.tl.scrcl` ran.
     key
         The ``key_added`` of that run.
     n_genes
@@ -48,6 +62,12 @@ def marker_dotplot(
         Layer with raw counts; by default the layer the ``tl`` run used.
     method
         Test of :func:`scanpy.tl.rank_genes_groups`.
+    max_cells_per_group
+        Rank genes on a random sample of at most this many cells of each group (all of a smaller
+        group); the dots show the same cells. ``None``: every cell of an AnnData in memory, at most
+        1,000 per group of a backed one.
+    random_state
+        Seed of that sample.
     show
         Show the figure (scanpy's default when ``None``).
     save
@@ -68,23 +88,29 @@ def marker_dotplot(
     if groupby not in adata.obs:
         msg = f"groupby={groupby!r} is not a column of adata.obs."
         raise KeyError(msg)
-    if adata.isbacked:
-        msg = "marker_dotplot needs the expression in memory: use adata.to_memory() (or read the file without backed=)."
+    if max_cells_per_group is None and adata.isbacked:
+        max_cells_per_group = BACKED_CELLS_PER_GROUP
+    if max_cells_per_group is not None and not _positive_integer(max_cells_per_group):
+        msg = f"max_cells_per_group={max_cells_per_group!r} must be a positive number of cells, or None."
         raise ValueError(msg)
+    rows = _sampled_rows(adata.obs[groupby], max_cells_per_group, random_state=random_state)
+    sample = {} if rows is None else {"max_cells_per_group": int(max_cells_per_group), "random_state": random_state}
     if layer is None:
         layer = adata.uns.get(key, {}).get("params", {}).get("layer")
-    lognorm = _log_normalised(adata, layer, groupby)
+    lognorm = _log_normalised(adata, layer, groupby, rows)
     stored = markers_key(key)
     previous = adata.uns.get(stored)
-    if not _reusable(previous, groupby=groupby, method=method, groups=lognorm.obs[groupby]):
+    if not _reusable(previous, groupby=groupby, method=method, groups=lognorm.obs[groupby], sample=sample):
         sc.tl.rank_genes_groups(lognorm, groupby, method=method, key_added=stored)
+        lognorm.uns[stored]["params"].update(sample)
         adata.uns[stored] = lognorm.uns[stored]
     else:
         lognorm.uns[stored] = previous
     embedding = f"X_{key}"
     if kwargs.get("dendrogram", True) is True and embedding in adata.obsm:
         # scanpy would otherwise fall back to a PCA of all genes, with a warning, on every call
-        lognorm.obsm[embedding] = np.asarray(adata.obsm[embedding])
+        latent = np.asarray(adata.obsm[embedding])
+        lognorm.obsm[embedding] = latent if rows is None else latent[rows]
         sc.tl.dendrogram(lognorm, groupby, use_rep=embedding)
     plot = sc.pl.rank_genes_groups_dotplot(
         lognorm, n_genes=n_genes, key=stored, groupby=groupby, show=False, return_fig=True, **kwargs
@@ -95,19 +121,60 @@ def marker_dotplot(
     return finish(plot.fig, f"marker_dotplot_{key}", show=show, save=save, return_fig=False)
 
 
-def _reusable(previous: dict | None, *, groupby: str, method: str, groups: pd.Series) -> bool:
-    """Whether stored markers are those of ``groups`` as they are now (not before a rename or merge)."""
-    if previous is None or previous["params"].get("groupby") != groupby or previous["params"].get("method") != method:
+def _reusable(previous: dict | None, *, groupby: str, method: str, groups: pd.Series, sample: dict) -> bool:
+    """Whether stored markers are those of ``groups`` as they are now (not before a rename or merge).
+
+    ``sample`` holds ``max_cells_per_group`` and ``random_state`` when the cells were sampled.
+    """
+    if previous is None:
+        return False
+    params = previous["params"]
+    if params.get("groupby") != groupby or params.get("method") != method:
+        return False
+    if {name: params.get(name) for name in ("max_cells_per_group", "random_state") if name in params} != sample:
         return False
     categories = {str(c) for c in groups.astype("category").cat.categories}
     return set(previous["names"].dtype.names) == categories
 
 
-def _log_normalised(adata: ad.AnnData, layer: str | None, groupby: str) -> ad.AnnData:
-    """A new AnnData with ``log1p(normalize_total(counts))`` and only the ``groupby`` column."""
+def _positive_integer(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+
+def _sampled_rows(groups: pd.Series, max_cells_per_group: int | None, *, random_state: int) -> np.ndarray | None:
+    """Sorted rows of a random sample of at most ``max_cells_per_group`` cells per group; ``None``: every cell.
+
+    Rows come sorted, as a backed file reads them. Cells without a group (NaN) are sampled as one more group.
+    """
+    if max_cells_per_group is None:
+        return None
+    codes = pd.Categorical(groups).codes
+    sizes = np.bincount(codes + 1)
+    if sizes.max() <= max_cells_per_group:
+        return None
+    rng = np.random.default_rng(random_state)
+    picked = [
+        rng.choice(members, size=max_cells_per_group, replace=False) if len(members) > max_cells_per_group else members
+        for members in (np.flatnonzero(codes == code) for code in range(-1, len(sizes) - 1))
+    ]
+    return np.sort(np.concatenate(picked))
+
+
+def _log_normalised(adata: ad.AnnData, layer: str | None, groupby: str, rows: np.ndarray | None) -> ad.AnnData:
+    """A new AnnData with ``log1p(normalize_total(counts))`` of ``rows`` (all: ``None``) and the ``groupby`` column.
+
+    Only those rows are read, also from a backed file.
+    """
     counts = counts_matrix(adata, layer)
+    obs = adata.obs[[groupby]]
+    if rows is not None:
+        counts, obs = counts[rows], obs.iloc[rows]
+    elif adata.isbacked:
+        counts = counts[:]  # every cell asked for: read the whole matrix
     counts = sp.csr_matrix(counts, dtype=np.float32) if sp.issparse(counts) else np.asarray(counts, dtype=np.float32)
-    lognorm = ad.AnnData(counts, obs=adata.obs[[groupby]].copy(), var=adata.var[[]].copy())
+    # categorical, as scanpy's dendrogram and dot plot need (a mapped column holds plain strings)
+    obs = pd.DataFrame({groupby: pd.Categorical(obs[groupby])}, index=obs.index)
+    lognorm = ad.AnnData(counts, obs=obs, var=adata.var[[]].copy())
     sc.pp.normalize_total(lognorm)
     sc.pp.log1p(lognorm)
     return lognorm
