@@ -191,3 +191,15 @@ def test_resolution_reaches_leiden_without_n_clusters(tmp_path, capsys):
         assert result.uns["scrcl"]["params"]["resolution"] == float(resolution)
         found[resolution] = result.obs["scrcl"].nunique()
     assert found["3"] > found["0.05"]
+
+
+def test_bgformer_model_options_reach_the_model(tmp_path, capsys):
+    source = tmp_path / "in.h5ad"
+    ac.datasets.simulate(300, 100, 3, n_markers=20).write_h5ad(source)
+    out = tmp_path / "out.h5ad"
+    arguments = ["--n-clusters", "3", "--dec-weight", "0.01", "--center-init", "merged", "--max-epochs", "2", "--quiet"]
+    assert main(["bgformer", str(source), "-o", str(out), *arguments]) == 0, capsys.readouterr().err
+    params = ad.read_h5ad(out).uns["bgformer"]["params"]
+    assert params["dec_weight"] == 0.01 and params["center_init"] == "merged"
+    with pytest.raises(SystemExit):  # argparse refuses a choice that does not exist
+        main(["bgformer", str(source), "-o", str(out), "--center-init", "leiden"])

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from atlasclust.bgformer._model import CENTER_INITS
 from atlasclust.scrcl._model import GRAPH_NORMALIZATION_CHOICES, INPUT_FEATURES, REPRESENTATIONS
 
 
@@ -73,6 +74,10 @@ def run_method(args: argparse.Namespace) -> int:
     options = {"batch_key": args.batch_key}
     if args.resolution is not None:  # otherwise the method's own default
         options["resolution"] = args.resolution
+    if args.command == "bgformer":
+        options["center_init"] = args.center_init
+        if args.dec_weight is not None:  # otherwise the model's own default
+            options["dec_weight"] = args.dec_weight
     if args.command == "scrcl":
         options |= {
             "spatial_key": args.spatial_key,
@@ -193,6 +198,21 @@ def build_parser() -> argparse.ArgumentParser:
             default=None,
             help="obs column of each cell's batch (sample, donor), so clusters need not follow it",
         )
+        if name == "bgformer":
+            method.add_argument(
+                "--dec-weight",
+                type=float,
+                default=None,
+                help="weight of the DEC loss in the clustering phase (default: 0.1); lighter keeps the clusters "
+                "closer to those that phase starts from",
+            )
+            method.add_argument(
+                "--center-init",
+                choices=CENTER_INITS,
+                default="kmeans",
+                help="DEC centres from k-means at --n-clusters (default), or from k-means at twice that with the "
+                "closest sub-clusters joined (merged: large cell types split less often)",
+            )
         if name == "scrcl":
             method.add_argument("--spatial-key", default=None, help="obsm key of spot coordinates, e.g. spatial")
             method.add_argument(

@@ -113,7 +113,9 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
     dec_weight
         Weight of the DEC loss in the clustering phase (paper: 1; the reference code in effect
         1e-4). At 1 the DEC phase moved cells away from the cell types on most datasets of the
-        accuracy benchmark; 0.1 keeps the sharpening without that.
+        accuracy benchmark; 0.1 keeps the sharpening without that. On weakly separated groups
+        the DEC phase can still lose or collapse the clusters it starts from; a lighter weight
+        keeps closer to them (see :doc:`/accuracy`).
     anchor_weight
         Weight of the anchor losses (reconstruction and commitment).
     resolution
