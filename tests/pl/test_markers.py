@@ -3,6 +3,7 @@ import matplotlib
 matplotlib.use("agg")
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 import scanpy as sc
 
@@ -174,3 +175,17 @@ def test_marker_dotplot_rejects_a_bad_sample_size(clustered, value):
     with pytest.raises(ValueError, match="max_cells_per_group"):
         ac.pl.marker_dotplot(adata, max_cells_per_group=value)
     assert set(adata.uns) == uns
+
+
+def test_marker_dotplot_with_a_category_that_has_no_cells(clustered):
+    # annotation with a fixed list of known types, one of them absent from these cells
+    adata, _ = clustered
+    adata = adata.copy()
+    known = ["T", "B", "Mono", "NK", "DC"]
+    names = {"0": "T", "1": "B", "2": "Mono", "3": "NK"}
+    adata.obs["bgformer"] = pd.Categorical(adata.obs["bgformer"].astype(str).map(names), categories=known)
+    plot = ac.pl.marker_dotplot(adata, n_genes=1, return_fig=True)
+    plt.close("all")
+    assert set(adata.uns["rank_genes_groups_bgformer"]["names"].dtype.names) == {"T", "B", "Mono", "NK"}
+    assert len(plot.var_names) == 4
+    assert list(adata.obs["bgformer"].cat.categories) == known  # the user's column is left as it was

@@ -172,8 +172,10 @@ def _log_normalised(adata: ad.AnnData, layer: str | None, groupby: str, rows: np
     elif adata.isbacked:
         counts = counts[:]  # every cell asked for: read the whole matrix
     counts = sp.csr_matrix(counts, dtype=np.float32) if sp.issparse(counts) else np.asarray(counts, dtype=np.float32)
-    # categorical, as scanpy's dendrogram and dot plot need (a mapped column holds plain strings)
-    obs = pd.DataFrame({groupby: pd.Categorical(obs[groupby])}, index=obs.index)
+    # categorical, as scanpy's dendrogram and dot plot need (a mapped column holds plain strings), without
+    # the groups that have no cells (an annotation with a fixed list of types), which rank_genes_groups cannot rank
+    groups = pd.Categorical(obs[groupby]).remove_unused_categories()
+    obs = pd.DataFrame({groupby: groups}, index=obs.index)
     lognorm = ad.AnnData(counts, obs=obs, var=adata.var[[]].copy())
     sc.pp.normalize_total(lognorm)
     sc.pp.log1p(lognorm)
