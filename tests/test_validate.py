@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from atlasclust._validate import as_int
+from atlasclust._validate import as_int, check_non_negative, check_positive
 
 
 @pytest.mark.parametrize("value", [5, np.int64(5), np.int32(5), np.uint16(5)])
@@ -18,3 +18,20 @@ def test_none_stays_none():
 def test_other_values_are_refused_by_name(value):
     with pytest.raises(TypeError, match="batch_size must be an integer"):
         as_int(value, "batch_size")
+
+
+def test_weights_and_temperatures_accept_finite_numbers_of_any_kind():
+    check_non_negative(dec_weight=0, anchor_weight=np.float32(0.5), input_noise=1.0)
+    check_positive(temperature=np.float64(0.1), resolution=2)
+
+
+@pytest.mark.parametrize("value", [-1.0, float("nan"), float("inf"), "0.1", None, True])
+def test_bad_weights_are_refused_by_name(value):
+    with pytest.raises(ValueError, match="dec_weight=.* must be a finite number of at least 0"):
+        check_non_negative(anchor_weight=1.0, dec_weight=value)
+
+
+@pytest.mark.parametrize("value", [0, -0.5, float("nan"), float("inf")])
+def test_temperatures_must_be_above_zero(value):
+    with pytest.raises(ValueError, match="temperature=.* must be a finite number above 0"):
+        check_positive(temperature=value)

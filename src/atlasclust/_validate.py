@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 
 
@@ -32,3 +33,23 @@ def as_int(value, name: str) -> int | None:
         msg = f"{name} must be an integer, got {value!r}."
         raise TypeError(msg)
     return int(value)
+
+
+def check_non_negative(**values) -> None:
+    """Each keyword's value (a loss weight, a noise level) is a finite real number of at least 0."""
+    for name, value in values.items():
+        if not _is_finite_real(value) or value < 0:
+            msg = f"{name}={value!r} must be a finite number of at least 0."
+            raise ValueError(msg)
+
+
+def check_positive(**values) -> None:
+    """Each keyword's value (a temperature, a Leiden resolution) is a finite real number above 0."""
+    for name, value in values.items():
+        if not _is_finite_real(value) or value <= 0:
+            msg = f"{name}={value!r} must be a finite number above 0."
+            raise ValueError(msg)
+
+
+def _is_finite_real(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)

@@ -63,3 +63,21 @@ def test_log_expression_with_counts_in_raw_points_to_raw_and_the_advice_works(co
     with pytest.raises(ValueError, match="non-integer") as error:
         run(without_raw, 4, **OPTIONS[method])
     assert "adata.raw" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("method", "option"),
+    [
+        ("bgformer", {"dec_weight": -1.0}),  # ran before, with the DEC loss maximised
+        ("bgformer", {"input_noise": float("nan")}),  # failed as "diverged: try a lower learning rate"
+        ("bgformer", {"resolution": -1.0}),  # ran before, into one cluster
+        ("scrcl", {"temperature": 0.0}),  # failed as "diverged: try a lower learning rate"
+        ("scrcl", {"alpha": -5.0}),  # ran before, with the contrastive loss maximised
+    ],
+)
+def test_meaningless_weights_and_temperatures_are_refused_by_name(counts, method, option):
+    before = snapshot(counts)
+    (name,) = option
+    with pytest.raises(ValueError, match=f"{name}="):
+        getattr(ac.tl, method)(counts, None if name == "resolution" else 4, **(OPTIONS[method] | option))
+    assert_unchanged(counts, before)

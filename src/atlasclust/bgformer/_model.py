@@ -23,7 +23,7 @@ from scvi.model.base._save_load import _load_saved_files
 from atlasclust._assign import cluster_centers, history_frame, join_history, set_aside_history
 from atlasclust._checkpoints import PhaseCheckpoint, phase_checkpoint, training_settings
 from atlasclust._guards import with_trainer_guard
-from atlasclust._validate import as_int, check_cluster_count
+from atlasclust._validate import as_int, check_cluster_count, check_non_negative, check_positive
 from atlasclust.data import (
     BlockShuffleDataSplitter,
     DeviceDataSplitter,
@@ -169,6 +169,8 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
             )
             raise ValueError(msg)
         check_cluster_count(n_clusters, self.summary_stats.n_cells)
+        check_non_negative(dec_weight=dec_weight, anchor_weight=anchor_weight, input_noise=input_noise)
+        check_positive(resolution=resolution)
         if center_init not in CENTER_INITS:
             msg = f"center_init={center_init!r} is not one of {CENTER_INITS}."
             raise ValueError(msg)

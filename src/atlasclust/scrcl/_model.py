@@ -23,7 +23,7 @@ from atlasclust._assign import cluster_centers, history_frame, join_history, set
 from atlasclust._checkpoints import phase_checkpoint, training_settings
 from atlasclust._guards import with_trainer_guard
 from atlasclust._training_plan import TrainingPlan
-from atlasclust._validate import as_int, check_cluster_count
+from atlasclust._validate import as_int, check_cluster_count, check_non_negative, check_positive
 from atlasclust.data import (
     CountStatistics,
     counts_matrix,
@@ -256,6 +256,8 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
             )
             raise ValueError(msg)
         check_cluster_count(n_clusters, n_obs)
+        check_non_negative(alpha=alpha, beta=beta)
+        check_positive(temperature=temperature, resolution=resolution)
         _check_choice("representation", representation, REPRESENTATIONS)
         _check_choice("input_features", input_features, INPUT_FEATURES)
         _check_choice("graph_normalization", graph_normalization, GRAPH_NORMALIZATION_CHOICES)
