@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from atlasclust._validate import as_int, check_non_negative, check_positive
+from atlasclust._validate import as_int, check_fraction, check_non_negative, check_positive
 
 
 @pytest.mark.parametrize("value", [5, np.int64(5), np.int32(5), np.uint16(5)])
@@ -35,3 +35,17 @@ def test_bad_weights_are_refused_by_name(value):
 def test_temperatures_must_be_above_zero(value):
     with pytest.raises(ValueError, match="temperature=.* must be a finite number above 0"):
         check_positive(temperature=value)
+
+
+def test_integers_below_their_minimum_are_refused_by_name():
+    assert as_int(np.int64(0), "num_workers", minimum=0) == 0
+    with pytest.raises(ValueError, match="batch_size=0 must be at least 1"):
+        as_int(0, "batch_size", minimum=1)
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.5, float("nan"), None])
+def test_fractions_must_lie_between_zero_and_one(value):
+    check_fraction(pretrain_fraction=0.0)
+    check_fraction(pretrain_fraction=np.float32(1.0))
+    with pytest.raises(ValueError, match="pretrain_fraction=.* must be a number from 0 to 1"):
+        check_fraction(pretrain_fraction=value)

@@ -21,17 +21,21 @@ def check_cluster_count(n_clusters: int | None, n_obs: int) -> None:
         raise ValueError(msg)
 
 
-def as_int(value, name: str) -> int | None:
+def as_int(value, name: str, *, minimum: int | None = None) -> int | None:
     """``value`` (``None``, or an integer of any kind, numpy's included) as a Python ``int``.
 
     Lightning and torch's data loaders accept only Python ``int`` for epochs and batch sizes, and
-    arguments taken from numpy (``np.arange``, a sweep over a grid) are numpy integers.
+    arguments taken from numpy (``np.arange``, a sweep over a grid) are numpy integers. An integer
+    below ``minimum`` raises a :class:`ValueError`.
     """
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         msg = f"{name} must be an integer, got {value!r}."
         raise TypeError(msg)
+    if minimum is not None and value < minimum:
+        msg = f"{name}={value} must be at least {minimum}."
+        raise ValueError(msg)
     return int(value)
 
 
@@ -48,6 +52,14 @@ def check_positive(**values) -> None:
     for name, value in values.items():
         if not _is_finite_real(value) or value <= 0:
             msg = f"{name}={value!r} must be a finite number above 0."
+            raise ValueError(msg)
+
+
+def check_fraction(**values) -> None:
+    """Each keyword's value (a share of the epochs, of the cells) is a finite real number from 0 to 1."""
+    for name, value in values.items():
+        if not _is_finite_real(value) or not 0 <= value <= 1:
+            msg = f"{name}={value!r} must be a number from 0 to 1."
             raise ValueError(msg)
 
 

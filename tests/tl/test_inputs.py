@@ -73,6 +73,12 @@ def test_log_expression_with_counts_in_raw_points_to_raw_and_the_advice_works(co
         ("bgformer", {"resolution": -1.0}),  # ran before, into one cluster
         ("scrcl", {"temperature": 0.0}),  # failed as "diverged: try a lower learning rate"
         ("scrcl", {"alpha": -5.0}),  # ran before, with the contrastive loss maximised
+        ("bgformer", {"pretrain_fraction": 1.5}),  # ran before, clipped to one clustering epoch
+        ("bgformer", {"n_anchors": 0}),  # failed as "float division by zero"
+        ("bgformer", {"batch_size": 0}),  # failed as "integer modulo by zero"
+        ("bgformer", {"max_epochs": 0}),
+        ("scrcl", {"n_hidden": 0}),  # failed as "diverged: try a lower learning rate"
+        ("scrcl", {"batch_size": 0}),  # ran before
     ],
 )
 def test_meaningless_weights_and_temperatures_are_refused_by_name(counts, method, option):

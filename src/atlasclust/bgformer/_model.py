@@ -23,7 +23,7 @@ from scvi.model.base._save_load import _load_saved_files
 from atlasclust._assign import cluster_centers, history_frame, join_history, set_aside_history
 from atlasclust._checkpoints import PhaseCheckpoint, phase_checkpoint, training_settings
 from atlasclust._guards import with_trainer_guard
-from atlasclust._validate import as_int, check_cluster_count, check_non_negative, check_positive
+from atlasclust._validate import as_int, check_cluster_count, check_fraction, check_non_negative, check_positive
 from atlasclust.data import (
     BlockShuffleDataSplitter,
     DeviceDataSplitter,
@@ -170,7 +170,7 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
             raise ValueError(msg)
         check_cluster_count(n_clusters, self.summary_stats.n_cells)
         check_non_negative(dec_weight=dec_weight, anchor_weight=anchor_weight, input_noise=input_noise)
-        check_positive(resolution=resolution)
+        check_positive(resolution=resolution, n_latent=n_latent, n_anchors=n_anchors, n_heads=n_heads, n_ffn=n_ffn)
         if center_init not in CENTER_INITS:
             msg = f"center_init={center_init!r} is not one of {CENTER_INITS}."
             raise ValueError(msg)
@@ -414,11 +414,11 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
             Extra arguments of :class:`scvi.train.Trainer` (e.g. ``callbacks``).
         """
         self.release_device_data()  # a copy from an earlier call
-        max_epochs, batch_size = as_int(max_epochs, "max_epochs"), as_int(batch_size, "batch_size")
-        num_workers, shuffle_block_size = (
-            as_int(num_workers, "num_workers"),
-            as_int(shuffle_block_size, "shuffle_block_size"),
-        )
+        max_epochs = as_int(max_epochs, "max_epochs", minimum=1)
+        batch_size = as_int(batch_size, "batch_size", minimum=1)
+        num_workers = as_int(num_workers, "num_workers", minimum=0)
+        shuffle_block_size = as_int(shuffle_block_size, "shuffle_block_size", minimum=1)
+        check_fraction(pretrain_fraction=pretrain_fraction)
         n_obs = self.adata.n_obs
         train_size = (0.9 if early_stopping else 1.0) if train_size is None else train_size
         n_train = math.ceil(train_size * n_obs)

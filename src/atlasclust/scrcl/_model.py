@@ -257,7 +257,9 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
             raise ValueError(msg)
         check_cluster_count(n_clusters, n_obs)
         check_non_negative(alpha=alpha, beta=beta)
-        check_positive(temperature=temperature, resolution=resolution)
+        check_positive(temperature=temperature, resolution=resolution, n_hidden=n_hidden, n_descriptors=n_descriptors)
+        if n_refined is not None:
+            check_positive(n_refined=n_refined)
         _check_choice("representation", representation, REPRESENTATIONS)
         _check_choice("input_features", input_features, INPUT_FEATURES)
         _check_choice("graph_normalization", graph_normalization, GRAPH_NORMALIZATION_CHOICES)
@@ -670,7 +672,8 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         **trainer_kwargs
             Extra arguments of :class:`scvi.train.Trainer`.
         """
-        max_epochs, batch_size = as_int(max_epochs, "max_epochs"), as_int(batch_size, "batch_size")
+        max_epochs = as_int(max_epochs, "max_epochs", minimum=1)
+        batch_size = as_int(batch_size, "batch_size", minimum=1)
         n_obs = self.adata.n_obs
         batch_size = default_batch_size(n_obs) if batch_size is None else min(batch_size, n_obs)
         max_epochs = default_max_epochs(n_obs, batch_size) if max_epochs is None else max_epochs
