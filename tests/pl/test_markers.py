@@ -167,12 +167,15 @@ def test_marker_dotplot_samples_cells_per_group_and_reuses_only_the_same_sample(
     assert calls[-1] == adata.obs["groups"].value_counts().to_dict()
 
 
-@pytest.mark.parametrize("value", [0, -5, 2.5, True, "all"])
-def test_marker_dotplot_rejects_a_bad_sample_size(clustered, value):
+@pytest.mark.parametrize(
+    ("value", "error"), [(0, ValueError), (-5, ValueError), (2.5, TypeError), (True, TypeError), ("all", TypeError)]
+)
+def test_marker_dotplot_rejects_a_bad_sample_size(clustered, value, error):
+    # as for epochs and batch sizes: a number that is not an integer is a TypeError, too small a ValueError
     adata, _ = clustered
     adata = adata.copy()
     uns = set(adata.uns)
-    with pytest.raises(ValueError, match="max_cells_per_group"):
+    with pytest.raises(error, match="max_cells_per_group"):
         ac.pl.marker_dotplot(adata, max_cells_per_group=value)
     assert set(adata.uns) == uns
 

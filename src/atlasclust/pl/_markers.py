@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import numbers
-
 import anndata as ad
 import numpy as np
 import pandas as pd
 import scanpy as sc
 import scipy.sparse as sp
 
+from atlasclust._validate import as_int
 from atlasclust.data import counts_matrix
 
 from ._utils import finish, markers_key, require_result
@@ -90,11 +89,9 @@ def marker_dotplot(
         raise KeyError(msg)
     if max_cells_per_group is None and adata.isbacked:
         max_cells_per_group = BACKED_CELLS_PER_GROUP
-    if max_cells_per_group is not None and not _positive_integer(max_cells_per_group):
-        msg = f"max_cells_per_group={max_cells_per_group!r} must be a positive number of cells, or None."
-        raise ValueError(msg)
+    max_cells_per_group = as_int(max_cells_per_group, "max_cells_per_group", minimum=1)
     rows = _sampled_rows(adata.obs[groupby], max_cells_per_group, random_state=random_state)
-    sample = {} if rows is None else {"max_cells_per_group": int(max_cells_per_group), "random_state": random_state}
+    sample = {} if rows is None else {"max_cells_per_group": max_cells_per_group, "random_state": random_state}
     if layer is None:
         layer = adata.uns.get(key, {}).get("params", {}).get("layer")
     lognorm = _log_normalised(adata, layer, groupby, rows)
@@ -135,10 +132,6 @@ def _reusable(previous: dict | None, *, groupby: str, method: str, groups: pd.Se
         return False
     categories = {str(c) for c in groups.astype("category").cat.categories}
     return set(previous["names"].dtype.names) == categories
-
-
-def _positive_integer(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
 
 
 def _sampled_rows(groups: pd.Series, max_cells_per_group: int | None, *, random_state: int) -> np.ndarray | None:
