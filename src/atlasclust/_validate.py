@@ -41,27 +41,23 @@ def as_int(value, name: str, *, minimum: int | None = None) -> int | None:
 
 def check_non_negative(**values) -> None:
     """Each keyword's value (a loss weight, a noise level) is a finite real number of at least 0."""
-    for name, value in values.items():
-        if not _is_finite_real(value) or value < 0:
-            msg = f"{name}={value!r} must be a finite number of at least 0."
-            raise ValueError(msg)
+    _require(values, lambda value: value >= 0, "a finite number of at least 0")
 
 
 def check_positive(**values) -> None:
-    """Each keyword's value (a temperature, a Leiden resolution) is a finite real number above 0."""
-    for name, value in values.items():
-        if not _is_finite_real(value) or value <= 0:
-            msg = f"{name}={value!r} must be a finite number above 0."
-            raise ValueError(msg)
+    """Each keyword's value (a temperature, a Leiden resolution, a size) is a finite real number above 0."""
+    _require(values, lambda value: value > 0, "a finite number above 0")
 
 
 def check_fraction(**values) -> None:
     """Each keyword's value (a share of the epochs, of the cells) is a finite real number from 0 to 1."""
+    _require(values, lambda value: 0 <= value <= 1, "a number from 0 to 1")
+
+
+def _require(values: dict, holds, requirement: str) -> None:
+    """Raise a ``ValueError`` naming the first value that is not a finite real number for which ``holds``."""
     for name, value in values.items():
-        if not _is_finite_real(value) or not 0 <= value <= 1:
-            msg = f"{name}={value!r} must be a number from 0 to 1."
+        finite_real = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+        if not finite_real or not holds(value):
+            msg = f"{name}={value!r} must be {requirement}."
             raise ValueError(msg)
-
-
-def _is_finite_real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
