@@ -7,8 +7,14 @@ import pytest
 
 #: Warnings torch and Lightning raised on every first run: torch's at the first sparse CSR batch
 #: (warned once per process, so the check runs in a fresh one), Lightning's when an epoch has fewer
-#: batches than its logging interval (scRCL's full batch is one).
-ALARMS = ("Sparse invariant checks", "Sparse CSR tensor support is in beta", "smaller than the logging interval")
+#: batches than its logging interval (scRCL's full batch is one), and torch's deprecation of the
+#: ``LeafSpec`` that Lightning 2.6 uses at every fit.
+ALARMS = (
+    "Sparse invariant checks",
+    "Sparse CSR tensor support is in beta",
+    "smaller than the logging interval",
+    "isinstance(treespec, LeafSpec)",
+)
 
 SCRIPT = """
 import warnings

@@ -23,6 +23,7 @@ from scvi.model.base._save_load import _load_saved_files
 from atlasclust._assign import cluster_centers, history_frame, join_history, set_aside_history
 from atlasclust._checkpoints import PhaseCheckpoint, phase_checkpoint, training_settings
 from atlasclust._guards import with_trainer_guard
+from atlasclust._quiet import quiet_fit
 from atlasclust._validate import as_int, check_cluster_count, check_fraction, check_non_negative, check_positive
 from atlasclust.data import (
     BlockShuffleDataSplitter,
@@ -501,7 +502,7 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
             self.history_, self.is_trained_ = None, False  # this phase's history alone
             self.module.train()  # Lightning keeps the mode it finds the module in
             start = time.perf_counter()
-            with sparse_batches():
+            with sparse_batches(), quiet_fit():
                 super(BGFormer, self).train(max_epochs=epochs, **kwargs)
             self.training_seconds_ += time.perf_counter() - start  # Lightning's fits only, for benchmarks
             if on_device and self._device_rows is None:  # the centres' initialisation reads from it too

@@ -22,6 +22,7 @@ from sklearn.neighbors import VALID_METRICS
 from atlasclust._assign import cluster_centers, history_frame, join_history, set_aside_history
 from atlasclust._checkpoints import phase_checkpoint, training_settings
 from atlasclust._guards import with_trainer_guard
+from atlasclust._quiet import quiet_fit
 from atlasclust._training_plan import TrainingPlan
 from atlasclust._validate import as_int, check_cluster_count, check_non_negative, check_positive
 from atlasclust.data import (
@@ -711,17 +712,18 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
                 device = training_device(accelerator, devices, strategy)
                 if fits_on_gpu(graph_data.feature_bytes(), device):  # batches are then gathered on the GPU
                     graph_data.keep_on(device)  # kept for the embedding that _cluster computes too
-                super().train(
-                    max_epochs=max_epochs,
-                    batch_size=batch_size,
-                    accelerator=accelerator,
-                    devices=devices,
-                    strategy=strategy,
-                    train_size=1.0,
-                    enable_progress_bar=enable_progress_bar,
-                    plan_kwargs=plan_kwargs,
-                    **trainer_kwargs,
-                )
+                with quiet_fit():
+                    super().train(
+                        max_epochs=max_epochs,
+                        batch_size=batch_size,
+                        accelerator=accelerator,
+                        devices=devices,
+                        strategy=strategy,
+                        train_size=1.0,
+                        enable_progress_bar=enable_progress_bar,
+                        plan_kwargs=plan_kwargs,
+                        **trainer_kwargs,
+                    )
                 self.epoch_seconds_ = [self.trainer.lightning_module.epoch_seconds]  # one list per fit, as BGFormer's
                 history = checkpoint.history(history_frame(self.history_))
             self.training_seconds_ = time.perf_counter() - start
