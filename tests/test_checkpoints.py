@@ -1,6 +1,7 @@
 """Resuming an interrupted training from its checkpoints gives the uninterrupted result."""
 
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -38,6 +39,25 @@ def test_bgformer_resumes_to_the_uninterrupted_result(cells, tmp_path, crash_aft
     ac.tl.bgformer(interrupted, 3, checkpoint_dir=tmp_path, **FAST)
     assert_same_result(interrupted, expected, "bgformer")
     assert list(interrupted.uns["bgformer"]["history"]["phase"]) == ["pretrain"] * 3 + ["cluster"] * 3
+
+
+def test_checkpoints_are_written_without_lightnings_notice_at_every_epoch(cells, tmp_path):
+    # Lightning 2.6 logged "`weights_only` was not set, defaulting to `False`" at each epoch's save
+    messages = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    lightning_logger = logging.getLogger("lightning.pytorch")  # it does not propagate to the root
+    level = lightning_logger.level
+    lightning_logger.addHandler(handler)
+    lightning_logger.setLevel(logging.INFO)
+    try:
+        ac.tl.bgformer(cells.copy(), 3, checkpoint_dir=tmp_path, **FAST)
+    finally:
+        lightning_logger.removeHandler(handler)
+        lightning_logger.setLevel(level)
+    assert (tmp_path / "cluster" / "last.ckpt").exists()
+    assert messages  # the handler did hear Lightning
+    assert not [m for m in messages if "weights_only" in m]
 
 
 def test_scrcl_resumes_to_the_uninterrupted_result(cells, tmp_path):

@@ -53,7 +53,8 @@ class ResumableCheckpoint(Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         """Record the epoch's metrics, then write the checkpoint (atomically, through Lightning)."""
         self.rows.append({k: float(v) for k, v in trainer.callback_metrics.items() if not k.startswith("kl_")})
-        trainer.save_checkpoint(self.path)
+        # the optimiser and callback states are what a resume needs (and say so, or Lightning logs its default)
+        trainer.save_checkpoint(self.path, weights_only=False)
 
     def state_dict(self) -> dict:
         """Generators, metrics and fingerprint, in plain types (checkpoints load with ``weights_only``)."""
