@@ -23,6 +23,22 @@ def test_save_load_gives_identical_embeddings_and_labels(clustered, tmp_path):
     assert "_indices" not in adata.obs  # loading registers a view, not the user's object
 
 
+def test_start_of_the_dec_phase_is_kept_with_the_weights(clustered, tmp_path):
+    adata, model = clustered
+    start = model.module.start_fractions.cpu().numpy()
+    assert start.shape == (model.n_clusters_,)
+    np.testing.assert_allclose(start.sum(), 1.0, rtol=1e-5)
+    assert (start > 0).all()  # k-means on these well separated groups leaves no centre without cells
+    model.save(tmp_path / "model")
+    loaded = BGFormer.load(tmp_path / "model", adata=adata)
+    np.testing.assert_array_equal(loaded.module.start_fractions.cpu().numpy(), start)
+    # a model saved before the start was recorded loads, with the start unknown
+    old = {k: v for k, v in model.module.state_dict().items() if k != "start_fractions"}
+    loaded.module.load_state_dict(old)
+    assert np.isnan(loaded.module.start_fractions.cpu().numpy()).all()
+    np.testing.assert_array_equal(loaded.module.centers.detach().cpu(), model.module.centers.detach().cpu())
+
+
 def test_save_refuses_to_overwrite(clustered, tmp_path):
     _, model = clustered
     model.save(tmp_path / "model")

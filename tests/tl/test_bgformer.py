@@ -15,6 +15,7 @@ from helpers import (
 )
 
 import atlasclust as ac
+from atlasclust.tl._bgformer import grown_cluster_warning
 
 
 def test_recovers_simulated_groups(clustered):
@@ -231,3 +232,39 @@ def test_a_new_run_under_the_same_key_drops_what_the_plots_derived_from_the_old_
     assert set(adata.uns["rank_genes_groups_bgformer"]["names"].dtype.names) == set(
         adata.obs["bgformer"].cat.categories
     )
+
+
+def test_grown_cluster_warning_names_the_cluster_and_both_shares():
+    start = np.full(4, 0.25)
+    codes = np.repeat([0, 1, 2, 3], [10, 10, 70, 10])
+    message = grown_cluster_warning(start, codes, "bgformer")
+    assert "cluster '2' holds 70% of the cells" in message
+    assert "no cluster held more than 25%" in message
+    assert "obsm['X_bgformer']" in message
+
+
+@pytest.mark.parametrize(
+    ("start", "sizes"),
+    [
+        ([0.5, 0.5], [60, 40]),  # grew, but less than twofold
+        ([0.05] * 20, [20] + [80 // 19 + 1] * 19),  # twofold and more, but a fifth of the cells at most
+        ([0.4, 0.3, 0.3], [35, 35, 30]),  # a large cluster from the start
+        ([np.nan, np.nan], [90, 10]),  # start unknown (a model saved before it was recorded)
+    ],
+)
+def test_grown_cluster_warning_stays_silent(start, sizes):
+    codes = np.repeat(np.arange(len(sizes)), sizes)
+    assert grown_cluster_warning(np.asarray(start), codes, "bgformer") is None
+
+
+def test_a_grown_cluster_is_reported_by_the_tool(counts, monkeypatch):
+    from scanpy import logging as logg
+
+    messages = []
+    monkeypatch.setattr(logg, "warning", lambda message, *args, **kwargs: messages.append(message))
+    ac.tl.bgformer(counts, 4, **FAST)
+    assert not [m for m in messages if "holds" in m]  # four separated groups: no cluster grows
+    monkeypatch.setattr("atlasclust.tl._bgformer.GROWN_CLUSTER_SHARE", 0.0)
+    monkeypatch.setattr("atlasclust.tl._bgformer.GROWN_CLUSTER_FACTOR", 0.0)
+    ac.tl.bgformer(counts, 4, **FAST)
+    assert [m for m in messages if "holds" in m and "when the clustering (DEC) phase began" in m]

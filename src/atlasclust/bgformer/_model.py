@@ -19,6 +19,7 @@ from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField, NumericalObsField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from scvi.model.base._save_load import _load_saved_files
+from sklearn.metrics import pairwise_distances_argmin
 
 from atlasclust._assign import cluster_centers, history_frame, join_history, set_aside_history
 from atlasclust._checkpoints import PhaseCheckpoint, phase_checkpoint, training_settings
@@ -328,7 +329,10 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
             merge=self.center_init == "merged",
         )
         self.n_clusters_ = len(centers)
-        self.module.set_centers(torch.as_tensor(centers, dtype=torch.float32))
+        # the clusters the DEC phase starts from: each cell's nearest centre
+        nearest = pairwise_distances_argmin(latent, centers.astype(latent.dtype))
+        start_fractions = np.bincount(nearest, minlength=len(centers)) / len(nearest)
+        self.module.set_centers(torch.as_tensor(centers, dtype=torch.float32), start_fractions=start_fractions)
 
     def train(
         self,
@@ -520,7 +524,8 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
                 self._initialize_clusters(init_cells, batch_size, random_state)
             else:  # the clustering phase had begun: its checkpoint holds the centres, the weights and the generators
                 pretrain_history = pretrain.saved_history()
-                self.module.set_centers(cluster.loaded["state_dict"]["module.centers"])
+                saved = cluster.loaded["state_dict"]
+                self.module.set_centers(saved["module.centers"], start_fractions=saved.get("module.start_fractions"))
                 self.n_clusters_ = len(self.module.centers)
             self.module.clustering_active = True
             history = [pretrain_history.assign(phase="pretrain")]

@@ -137,9 +137,17 @@ class BGFormerModule(BaseModuleClass):
         # the attention path sees the anchors without gradient (reference §6.4)
         return self.encoder(self.input_layer(scaled), self.codebook.anchors.detach())
 
-    def set_centers(self, centers: torch.Tensor) -> None:
-        """Create (or replace) the DEC centres."""
-        self.centers = nn.Parameter(centers.detach().clone().to(self.gene_mean.device))
+    def set_centers(self, centers: torch.Tensor, start_fractions=None) -> None:
+        """Create (or replace) the DEC centres, with the share of cells nearest each when they were set.
+
+        ``start_fractions`` stay with the weights (a buffer), so that a resumed or loaded model can
+        still compare its clusters with those the DEC phase started from; ``None``: unknown (NaN).
+        """
+        device = self.gene_mean.device
+        self.centers = nn.Parameter(centers.detach().clone().to(device))
+        if start_fractions is None:
+            start_fractions = torch.full((len(centers),), float("nan"))
+        self.register_buffer("start_fractions", torch.as_tensor(start_fractions, dtype=torch.float32).to(device))
 
     def soft_assignment(self, z: torch.Tensor) -> torch.Tensor:
         """Student-t soft assignment of embeddings to the DEC centres."""
@@ -159,6 +167,8 @@ class BGFormerModule(BaseModuleClass):
         key = prefix + "centers"
         if key in state_dict:
             self.set_centers(torch.empty_like(state_dict[key]))
+            # models saved before the start of the DEC phase was recorded: unknown
+            state_dict.setdefault(prefix + "start_fractions", self.start_fractions)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ----------------------------------------------------------------------------- scvi-tools API
