@@ -265,7 +265,7 @@ def grown_cluster_warning(start_fractions: np.ndarray, codes: np.ndarray, key: s
 
     On groups that differ weakly the DEC phase can pull most cells into one cluster (simulated
     groups: from about 5% to 62% of the cells, `benchmarks/results/dec_phase.md`); on the twelve
-    benchmark datasets no cluster grew more than 1.3-fold. ``start_fractions`` is the share of cells
+    benchmark datasets no cluster grew more than 1.4-fold (seeds 0 and 1). ``start_fractions`` is the share of cells
     nearest each centre when the phase began (NaN when unknown), ``codes`` each cell's final cluster.
     """
     if len(codes) == 0 or not np.isfinite(start_fractions).all():
