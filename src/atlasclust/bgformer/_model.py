@@ -524,8 +524,7 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
                 self._initialize_clusters(init_cells, batch_size, random_state)
             else:  # the clustering phase had begun: its checkpoint holds the centres, the weights and the generators
                 pretrain_history = pretrain.saved_history()
-                saved = cluster.loaded["state_dict"]
-                self.module.set_centers(saved["module.centers"], start_fractions=saved.get("module.start_fractions"))
+                self.module.set_centers(cluster.loaded["state_dict"]["module.centers"])
                 self.n_clusters_ = len(self.module.centers)
             self.module.clustering_active = True
             history = [pretrain_history.assign(phase="pretrain")]

@@ -264,9 +264,10 @@ def grown_cluster_warning(start_fractions: np.ndarray, codes: np.ndarray, key: s
     """What to tell the user when the DEC phase gathered far more cells in one cluster than any held at its start.
 
     On groups that differ weakly the DEC phase can pull most cells into one cluster (simulated
-    groups: from about 5% to 62% of the cells, `benchmarks/results/dec_phase.md`); on the twelve
-    benchmark datasets no cluster grew more than 1.4-fold (seeds 0 and 1). ``start_fractions`` is the share of cells
-    nearest each centre when the phase began (NaN when unknown), ``codes`` each cell's final cluster.
+    groups: from at most 9% to 58% and 65% of the cells, `benchmarks/results/dec_phase.md`); on the
+    twelve benchmark datasets no cluster grew more than 1.4-fold (seeds 0 and 1). ``start_fractions``
+    is the share of cells nearest each centre when the phase began (NaN when unknown), ``codes``
+    each cell's final cluster.
     """
     if len(codes) == 0 or not np.isfinite(start_fractions).all():
         return None
