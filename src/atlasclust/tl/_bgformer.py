@@ -12,6 +12,7 @@ from scanpy import logging as logg
 
 from atlasclust._checkpoints import checkpoint_folder
 from atlasclust._guards import halving_batch_size_on_oom
+from atlasclust._quiet import lightning_info_as_scanpy
 from atlasclust._reproducibility import deterministic_mode
 from atlasclust.bgformer import BGFormer
 from atlasclust.bgformer._model import DEFAULT_RESOLUTION
@@ -181,7 +182,8 @@ def bgformer(
     train_options = {k: v for k, v in kwargs.items() if k not in _MODEL_OPTIONS}
 
     def fit(batch_size: int) -> BGFormer:
-        scvi.settings.seed = random_state
+        with lightning_info_as_scanpy():  # Lightning logs "Seed set to …"
+            scvi.settings.seed = random_state
         view = training_view(adata, layer, obs_keys=(batch_key,))
         BGFormer.setup_anndata(view, layer=layer, batch_key=batch_key)
         model = BGFormer(

@@ -12,6 +12,7 @@ from scanpy import logging as logg
 
 from atlasclust._checkpoints import checkpoint_folder
 from atlasclust._guards import halving_batch_size_on_oom
+from atlasclust._quiet import lightning_info_as_scanpy
 from atlasclust._reproducibility import deterministic_mode
 from atlasclust.data import check_batch_column, counts_matrix, raw_counts_hint, training_view
 from atlasclust.pp._graphs import check_coordinates, spatial_majority_vote
@@ -214,7 +215,8 @@ def scrcl(
     train_options = {k: v for k, v in kwargs.items() if k not in _MODEL_OPTIONS}
 
     def fit(batch_size: int) -> SCRCL:
-        scvi.settings.seed = random_state
+        with lightning_info_as_scanpy():  # Lightning logs "Seed set to …"
+            scvi.settings.seed = random_state
         view = training_view(
             adata, layer, obs_keys=(batch_key, library_key), obsm_keys=(spatial_key,), obsp_keys=(graph_key,)
         )
