@@ -1,4 +1,5 @@
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 import atlasclust as ac
-from atlasclust.cli import main
+from atlasclust.cli import _write_atomically, main
 
 
 def test_demo_writes_result_and_umap_and_prints_scores(tmp_path, capsys):
@@ -104,6 +105,23 @@ def test_failed_run_keeps_an_earlier_output(tmp_path):
     assert main(["bgformer", str(source), "-o", str(out), "--quiet"]) == 1
     assert out.read_bytes() == b"previous result"
     assert np.array_equal(sorted(p.name for p in tmp_path.iterdir()), ["in.h5ad", "out.h5ad"])
+
+
+def test_output_has_the_mode_of_a_normal_new_file_or_of_the_file_it_replaces(tmp_path):
+    def write(tmp):
+        tmp.write_bytes(b"result")
+
+    normal = tmp_path / "normal"
+    normal.write_bytes(b"")  # a file created as open() creates it: 0666 less the umask
+    new = tmp_path / "new.h5ad"
+    _write_atomically(new, write)
+    assert stat.S_IMODE(new.stat().st_mode) == stat.S_IMODE(normal.stat().st_mode) != 0o600
+    shared = tmp_path / "shared.h5ad"
+    shared.write_bytes(b"previous result")
+    shared.chmod(0o664)
+    _write_atomically(shared, write)
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o664
+    assert shared.read_bytes() == b"result"
 
 
 KILLED_WHILE_WRITING = """
