@@ -10,6 +10,7 @@ import time
 import anndata as ad
 import numpy as np
 import pytest
+import scanpy as sc
 from helpers import FAST, Crash, assert_same_result, assert_unchanged, snapshot
 
 import atlasclust as ac
@@ -47,14 +48,16 @@ def test_checkpoints_are_written_without_lightnings_notice_at_every_epoch(cells,
     handler = logging.Handler(logging.INFO)
     handler.emit = lambda record: messages.append(record.getMessage())
     lightning_logger = logging.getLogger("lightning.pytorch")  # it does not propagate to the root
-    level = lightning_logger.level
+    level, verbosity = lightning_logger.level, sc.settings.verbosity
     lightning_logger.addHandler(handler)
     lightning_logger.setLevel(logging.INFO)
+    sc.settings.verbosity = "info"  # Lightning's info lines show from there on
     try:
         ac.tl.bgformer(cells.copy(), 3, checkpoint_dir=tmp_path, **FAST)
     finally:
         lightning_logger.removeHandler(handler)
         lightning_logger.setLevel(level)
+        sc.settings.verbosity = verbosity
     assert (tmp_path / "cluster" / "last.ckpt").exists()
     assert messages  # the handler did hear Lightning
     assert not [m for m in messages if "weights_only" in m]

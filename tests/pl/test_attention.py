@@ -144,3 +144,14 @@ def test_a_result_under_another_key_is_named(clustered):
         ac.pl.embedding(adata, show=False)
     ac.pl.attention_heatmap(adata, key="bg", show=False)
     plt.close("all")
+
+
+def test_a_result_without_attention_is_named_as_such(clustered):
+    adata, _ = clustered
+    adata = adata.copy()
+    # as a tl.scrcl run under key "rcl" leaves it: embedding, labels, params, no attention
+    adata.obsm["X_rcl"] = adata.obsm["X_bgformer"].copy()
+    adata.obs["rcl"] = adata.obs["bgformer"].copy()
+    adata.uns["rcl"] = {"params": {}}
+    with pytest.raises(KeyError, match=r"'rcl' has no attention: only ac.tl.bgformer.*key_added \['bgformer'\]"):
+        ac.pl.attention_heatmap(adata, key="rcl", show=False)
