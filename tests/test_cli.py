@@ -23,6 +23,18 @@ def test_demo_writes_result_and_umap_and_prints_scores(tmp_path, capsys):
     assert not list((tmp_path / "demo").glob("*.tmp"))
 
 
+@pytest.mark.parametrize("terminal", [False, True])
+def test_progress_bar_only_on_a_terminal(tmp_path, capsys, monkeypatch, terminal):
+    source = tmp_path / "in.h5ad"
+    ac.datasets.simulate(120, 60, 2, n_markers=10).write_h5ad(source)
+    capsys.readouterr()
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: terminal)
+    assert (
+        main(["bgformer", str(source), "-o", str(tmp_path / "out.h5ad"), "--n-clusters", "2", "--max-epochs", "2"]) == 0
+    )
+    assert ("Epoch 1/1" in capsys.readouterr().out) == terminal  # a log file gets no progress lines
+
+
 def test_bgformer_command_backed_writes_a_new_file(tmp_path, capsys):
     source = tmp_path / "in.h5ad"
     adata = ac.datasets.simulate(300, 120, 3, n_markers=20)

@@ -107,7 +107,7 @@ def run_method(args: argparse.Namespace) -> int:
         n_top_genes=min(2000, adata.n_vars) if args.n_top_genes is None else args.n_top_genes,
         random_state=args.seed,
         key_added=args.key_added or args.command,
-        enable_progress_bar=not args.quiet,
+        enable_progress_bar=_progress_bar(args),
         accelerator=args.accelerator,
         checkpoint_dir=args.checkpoint_dir,
         **options,
@@ -116,6 +116,11 @@ def run_method(args: argparse.Namespace) -> int:
     n_found = adata.obs[args.key_added or args.command].nunique()
     print(f"wrote {target} ({n_found} clusters, {time.perf_counter() - start:.1f} s)")
     return 0
+
+
+def _progress_bar(args: argparse.Namespace) -> bool:
+    """Show the training progress bar only on a terminal: in a batch job's log it writes a line per update."""
+    return not args.quiet and sys.stdout.isatty()  # scvi-tools draws it on standard output
 
 
 def _stores_x(path: Path) -> bool:
@@ -140,7 +145,9 @@ def run_demo(args: argparse.Namespace) -> int:
     n_types = adata.obs["cell_type"].nunique()
     print(f"Zeisel et al. 2015: {adata.n_obs} cells, {adata.n_vars} genes, {n_types} labelled cell types")
     start = time.perf_counter()
-    tl.bgformer(adata, n_types, max_epochs=args.max_epochs, random_state=args.seed, enable_progress_bar=not args.quiet)
+    tl.bgformer(
+        adata, n_types, max_epochs=args.max_epochs, random_state=args.seed, enable_progress_bar=_progress_bar(args)
+    )
     seconds = time.perf_counter() - start
     scores = metrics.evaluate(adata.obs["cell_type"], adata.obs["bgformer"])
     print("BGFormer against the labels: " + "  ".join(f"{k} {v:.3f}" for k, v in scores.items()))
@@ -169,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="atlasclust-demo", help="folder for the result .h5ad and UMAP PNG")
     demo.add_argument("--max-epochs", type=int, default=None, help="training epochs (default: automatic)")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    demo.add_argument("--quiet", action="store_true", help="no progress bar (shown only when the output is a terminal)")
     demo.set_defaults(run=run_demo)
 
     for name, summary in (
@@ -200,7 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
         method.add_argument(
             "--checkpoint-dir", default=None, help="folder for per-epoch checkpoints; rerun with it to resume"
         )
-        method.add_argument("--quiet", action="store_true", help="no progress bar")
+        method.add_argument(
+            "--quiet", action="store_true", help="no progress bar (shown only when the output is a terminal)"
+        )
         method.add_argument(
             "--batch-key",
             default=None,
