@@ -47,15 +47,14 @@ def require_result(
         missing.append(f"adata.obs[{key!r}]")
     if uns is not None and uns not in adata.uns.get(key, {}):
         missing.append(f"adata.uns[{key!r}][{uns!r}]")
-    if missing and uns == "attention" and key in _result_keys(adata):
-        msg = f"the result under key {key!r} has no attention: only ac.tl.bgformer writes one (scRCL has no anchors)."
-        if others := [name for name in _result_keys(adata) if uns in adata.uns[name]]:
-            msg += f" BGFormer results are stored under key_added {others}: pass key= one of them."
-        raise KeyError(msg)
     if missing:
-        method = "ac.tl.bgformer" if uns == "attention" else "ac.tl.bgformer or ac.tl.scrcl"
-        msg = f"{', '.join(missing)} not found: run {method}(adata, key_added={key!r}) first."
-        if others := [name for name in _result_keys(adata) if uns is None or uns in adata.uns[name]]:
+        results = _result_keys(adata)
+        if uns == "attention" and key in results:  # a scRCL result: running BGFormer over it is not the fix
+            msg = f"the result under key {key!r} has no attention: only ac.tl.bgformer writes one (scRCL has none)."
+        else:
+            method = "ac.tl.bgformer" if uns == "attention" else "ac.tl.bgformer or ac.tl.scrcl"
+            msg = f"{', '.join(missing)} not found: run {method}(adata, key_added={key!r}) first."
+        if others := [name for name in results if uns is None or uns in adata.uns[name]]:
             msg += f" Results are stored under key_added {others}: pass key= one of them."
         raise KeyError(msg)
 
