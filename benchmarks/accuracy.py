@@ -112,6 +112,23 @@ def _batch_column(dataset: str) -> str | None:
     return next((column for column in BATCH_COLUMNS if column in obs and obs[column].nunique() > 1), None)
 
 
+def scaled_pca(adata, *, n_top_genes: int | None, n_comps: int, seed: int) -> None:
+    """The baselines' scanpy pipeline, in place: ``obsm["X_pca"]`` of the scaled log expression.
+
+    Genes in fewer than 3 cells dropped, counts normalised to 10,000 and ``log1p``-transformed, the
+    ``n_top_genes`` most variable genes kept (``None``: all), scaled (clipped at 10), ``n_comps`` components.
+    """
+    import scanpy as sc
+
+    sc.pp.filter_genes(adata, min_cells=3)
+    sc.pp.normalize_total(adata, target_sum=1e4)
+    sc.pp.log1p(adata)
+    if n_top_genes is not None:
+        sc.pp.highly_variable_genes(adata, n_top_genes=min(n_top_genes, adata.n_vars), subset=True)
+    sc.pp.scale(adata, max_value=10)
+    sc.pp.pca(adata, n_comps=min(n_comps, adata.n_obs - 1, adata.n_vars - 1), random_state=seed)
+
+
 def run_one(dataset: str, method: str, seed: int) -> dict:
     """Run one method on one dataset with one seed; scores and resource use."""
     quiet()
@@ -158,13 +175,7 @@ def run_one(dataset: str, method: str, seed: int) -> dict:
         sc.pp.neighbors(adata, use_rep="X_scvi", random_state=seed)
         labels = _leiden_with_k(adata, k, seed)
     else:
-        sc.pp.filter_genes(adata, min_cells=3)
-        sc.pp.normalize_total(adata, target_sum=1e4)
-        sc.pp.log1p(adata)
-        sc.pp.highly_variable_genes(adata, n_top_genes=min(2000, adata.n_vars), subset=True)
-        sc.pp.scale(adata, max_value=10)
-        n_comps = 30 if method in SPATIAL_METHODS else 50
-        sc.pp.pca(adata, n_comps=min(n_comps, adata.n_obs - 1, adata.n_vars - 1), random_state=seed)
+        scaled_pca(adata, n_top_genes=2000, n_comps=30 if method in SPATIAL_METHODS else 50, seed=seed)
         from sklearn.cluster import KMeans
 
         if method == "spatial_kmeans_pca":

@@ -22,10 +22,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from _seeded import dataset_rows, seeded_main
+from accuracy import DATA, scaled_pca
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-DATA = HERE.parents[1] / "shared" / "data"  # as in accuracy.py
 DATASETS = ("dlpfc_151673", "dlpfc_151674", "dlpfc_151675", "dlpfc_151676", "zeisel")
 #: ``n_top_genes`` of each column: the default and all genes.
 GENE_COUNTS = {"2000": 2000, "all": None}
@@ -34,17 +34,10 @@ METHODS = ("kmeans_pca", "bgformer", "scrcl")
 
 def kmeans_pca(adata, k: int, n_top_genes: int | None, seed: int):
     """The accuracy benchmark's ``kmeans_pca``, on the ``n_top_genes`` most variable genes or on all."""
-    import scanpy as sc
     from sklearn.cluster import KMeans
 
     adata = adata.copy()
-    sc.pp.filter_genes(adata, min_cells=3)
-    sc.pp.normalize_total(adata, target_sum=1e4)
-    sc.pp.log1p(adata)
-    if n_top_genes is not None and n_top_genes < adata.n_vars:
-        sc.pp.highly_variable_genes(adata, n_top_genes=n_top_genes, subset=True)
-    sc.pp.scale(adata, max_value=10)
-    sc.pp.pca(adata, n_comps=50, random_state=seed)
+    scaled_pca(adata, n_top_genes=n_top_genes, n_comps=50, seed=seed)
     return KMeans(k, n_init=10, random_state=seed).fit_predict(adata.obsm["X_pca"])
 
 
