@@ -233,3 +233,22 @@ def test_bgformer_model_options_reach_the_model(tmp_path, capsys):
     assert params["dec_weight"] == 0.01 and params["center_init"] == "merged"
     with pytest.raises(SystemExit):  # argparse refuses a choice that does not exist
         main(["bgformer", str(source), "-o", str(out), "--center-init", "leiden"])
+
+
+@pytest.mark.parametrize(("value", "n_used"), [(None, 2000), ("all", 2500), ("300", 300)])
+def test_n_top_genes_option_chooses_how_many_genes_the_model_reads(tmp_path, capsys, value, n_used):
+    source, out = tmp_path / "in.h5ad", tmp_path / "out.h5ad"
+    ac.datasets.simulate(200, 2500, 2, n_markers=20).write_h5ad(source)
+    arguments = ["--n-clusters", "2", "--max-epochs", "1", "--quiet"]
+    arguments += [] if value is None else ["--n-top-genes", value]
+    assert main(["bgformer", str(source), "-o", str(out), *arguments]) == 0, capsys.readouterr().err
+    result = ad.read_h5ad(out).uns["bgformer"]
+    assert len(result["genes"]) == n_used
+    assert result["params"]["n_top_genes"] == (None if value == "all" else n_used)
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "many", "2.5"])
+def test_n_top_genes_option_refuses_what_is_not_a_count_or_all(tmp_path, capsys, value):
+    with pytest.raises(SystemExit):  # argparse: the message names the value
+        main(["bgformer", str(tmp_path / "in.h5ad"), "-o", str(tmp_path / "out.h5ad"), "--n-top-genes", value])
+    assert "positive integer or 'all'" in capsys.readouterr().err

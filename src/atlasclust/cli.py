@@ -36,6 +36,26 @@ def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
             tmp.unlink()
 
 
+def _gene_count(value: str) -> int | str:
+    """``--n-top-genes``: a positive integer, or ``all``."""
+    if value == "all":
+        return value
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {value!r}")
+    return count
+
+
+def _n_top_genes(value: int | str | None, n_vars: int) -> int | None:
+    """The tools' ``n_top_genes`` for the option's value: 2000 (or all, with fewer genes) when not given."""
+    if value == "all":
+        return None
+    return min(2000, n_vars) if value is None else value
+
+
 def _umask() -> int:
     mask = os.umask(0)  # the only way to read it is to set it
     os.umask(mask)
@@ -104,7 +124,7 @@ def run_method(args: argparse.Namespace) -> int:
         args.n_clusters,
         layer=args.layer,
         max_epochs=args.max_epochs,
-        n_top_genes=min(2000, adata.n_vars) if args.n_top_genes is None else args.n_top_genes,
+        n_top_genes=_n_top_genes(args.n_top_genes, adata.n_vars),
         random_state=args.seed,
         key_added=args.key_added or args.command,
         enable_progress_bar=_progress_bar(args),
@@ -200,7 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
             help="read the input backed (mini-batches from disk; anndata keeps only X there, layers are read into memory)",
         )
         method.add_argument("--max-epochs", type=int, default=None)
-        method.add_argument("--n-top-genes", type=int, default=None, help="variable genes used (default: 2000 or all)")
+        method.add_argument(
+            "--n-top-genes",
+            type=_gene_count,
+            default=None,
+            help="number of variable genes used, or 'all' (default: 2000, or all when there are fewer)",
+        )
         method.add_argument("--key-added", default=None, help=f"result key (default: {name})")
         method.add_argument("--accelerator", default="auto")
         method.add_argument("--seed", type=int, default=0)
