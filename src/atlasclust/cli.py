@@ -223,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         method.add_argument(
             "--n-top-genes",
             type=_gene_count,
+            metavar="N|all",
             default=None,
             help="number of variable genes used, or 'all' (default: 2000, or all when there are fewer)",
         )
