@@ -69,6 +69,8 @@ DEFAULT_RESOLUTION = 1.0
 #: Optimiser steps the default training budget reaches at least (with at least 15 epochs). Counted
 #: in batches of the size used: on 50,000 simulated cells, batches of 16,384 reached ARI 0.45 in 15
 #: epochs (60 steps) and 0.96 in 99 (396 steps); 256 reached 0.87 (benchmarks/results/batch_size.md).
+#: On eight shared datasets, half or twice the epochs scored lower on average (mean ARI -0.036 and
+#: -0.021; benchmarks/results/training_length.md).
 DEFAULT_MIN_STEPS = 300
 
 
