@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from _seeded import dataset_rows, seeded_main
+from _seeded import dataset_table, seeded_main
 from accuracy import DATA, scaled_pca
 
 HERE = Path(__file__).resolve().parent
@@ -67,24 +67,17 @@ def run_one(dataset: str, seed: int) -> dict:
 def write_table(rows: list[dict]) -> str:
     """Markdown: one line per dataset, a column per method and gene count (ARI, mean ± sd over seeds)."""
     columns = [f"{method} {name}" for method in METHODS for name in GENE_COUNTS]
-    lines, means = dataset_rows(rows, columns)
-    genes = {r["dataset"]: r["genes"] for r in rows}
-    lines = [
-        line.replace(f"| {d} |", f"| {d} ({genes[d]} genes) |", 1) for d, line in zip(sorted(genes), lines, strict=True)
-    ]
-    header = [
+    lines, _ = dataset_table(
         "# How many genes: the 2000 most variable, or all of a dataset's few thousand",
-        "",
         "`python benchmarks/gene_count.py`: ARI at true K (mean ± sd over seeds) of k-means on 50 principal "
         "components (the accuracy benchmark's `kmeans_pca`), `tl.bgformer` and `tl.scrcl` (spot coordinates on "
         "the DLPFC slices) at their defaults, given the 2000 most variable genes (`n_top_genes=2000`, the "
         "default) or all of the dataset's genes (`n_top_genes=None`). Labels only score.",
-        "",
-        "| dataset | seeds | " + " | ".join(columns) + " |",
-        "|---|---|" + "---|" * len(columns),
-    ]
-    mean_line = "| mean | | " + " | ".join(f"{sum(v) / len(v):.3f}" for v in means.values()) + " |"
-    return "\n".join(header + lines + [mean_line])
+        rows,
+        columns,
+        label=lambda row: f"{row['genes']} genes",
+    )
+    return "\n".join(lines)
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from _seeded import dataset_rows, seeded_main
+from _seeded import dataset_table, seeded_main
 from accuracy import DATA
 
 HERE = Path(__file__).resolve().parent
@@ -77,30 +77,19 @@ def run_one(dataset: str, seed: int) -> dict:
 def write_table(rows: list[dict]) -> str:
     """Markdown: one line per dataset, a column per setting (ARI, mean ± sd over seeds), and the mean changes."""
     columns = ["default", *SETTINGS]
-    lines, means = dataset_rows(rows, columns)
-    epochs = {r["dataset"]: r["default epochs"] for r in rows}
-    lines = [
-        line.replace(f"| {d} |", f"| {d} ({epochs[d]} epochs) |", 1)
-        for d, line in zip(sorted(epochs), lines, strict=True)
-    ]
-    header = [
+    lines, means = dataset_table(
         "# How long BGFormer trains",
-        "",
         "`python benchmarks/training_length.py`: ARI at true K (mean ± sd over seeds) of `tl.bgformer` at its "
         "default budget (about 300 optimiser steps, half before the DEC phase; the accuracy benchmark's runs, seed "
         "for seed), with half and twice the default epochs (`max_epochs`), and with the default epochs split "
         "a quarter or three quarters before the DEC phase (`pretrain_fraction`). Labels only score.",
-        "",
-        "| dataset | seeds | " + " | ".join(columns) + " |",
-        "|---|---|" + "---|" * len(columns),
-    ]
-    mean_line = "| mean | | " + " | ".join(f"{sum(v) / len(v):.3f}" for v in means.values()) + " |"
-    change = (
-        "| change of the mean | | | "
-        + " | ".join(f"{(sum(means[c]) - sum(means['default'])) / len(means[c]):+.3f}" for c in SETTINGS)
-        + " |"
+        rows,
+        columns,
+        label=lambda row: f"{row['default epochs']} epochs",
     )
-    return "\n".join(header + lines + [mean_line, change])
+    default = sum(means["default"])
+    changes = " | ".join(f"{(sum(means[c]) - default) / len(means[c]):+.3f}" for c in SETTINGS)
+    return "\n".join([*lines, f"| change of the mean | | | {changes} |"])
 
 
 def main() -> None:
