@@ -9,7 +9,7 @@
   before the DEC phase.
 
 The default column is read from ``results/accuracy.json`` (the accuracy benchmark's ``bgformer`` runs,
-the same seeds), so a seed missing there is skipped.
+the same seeds), so every dataset and seed run must be there.
 
 Writes ``benchmarks/results/training_length.md`` and ``.json``.
 
