@@ -93,19 +93,20 @@ def dataset_rows(rows: list[dict], columns: Iterable[str]) -> tuple[list[str], d
 
 
 def dataset_table(
-    title: str, intro: str, rows: list[dict], columns: Iterable[str], label: Callable[[dict], str]
+    title: str, intro: str, rows: list[dict], columns: Iterable[str], label: Callable[[dict], str] | None = None
 ) -> tuple[list[str], dict[str, list[float]]]:
     """Markdown lines of a per-dataset table: title, intro, ``| dataset (label) | seeds | columns |``, a mean line.
 
-    ``label(row)`` describes a dataset beside its name (e.g. its gene count); also returns each
-    column's per-dataset means.
+    ``label(row)``, if given, describes a dataset beside its name (e.g. its gene count); also
+    returns each column's per-dataset means.
     """
     columns = list(columns)
     lines, means = dataset_rows(rows, columns)
-    labels = {r["dataset"]: label(r) for r in rows}
-    lines = [
-        line.replace(f"| {d} |", f"| {d} ({labels[d]}) |", 1) for d, line in zip(sorted(labels), lines, strict=True)
-    ]
+    if label is not None:
+        labels = {r["dataset"]: label(r) for r in rows}
+        lines = [
+            line.replace(f"| {d} |", f"| {d} ({labels[d]}) |", 1) for d, line in zip(sorted(labels), lines, strict=True)
+        ]
     header = [
         title,
         "",

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from _seeded import dataset_rows, seeded_main, unit_rows
+from _seeded import dataset_table, seeded_main, unit_rows
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "shared" / "data"
@@ -66,20 +66,15 @@ def run_one(dataset: str, seed: int) -> dict:
 def write_table(rows: list[dict]) -> str:
     """Markdown: mean ± sd ARI per dataset and configuration."""
     columns = [*CONFIGS, "input"]
-    lines = [
+    lines, _ = dataset_table(
         "# scRCL: what each loss does to the clusters",
-        "",
         "`python benchmarks/scrcl_losses.py`: `tl.scrcl`, K = true number of labels, default budget, with "
         "loss weights switched off (`alpha` weighs L_NDC, default 100; `beta` weighs L_CVC, default 1; "
         "L_HEA has weight 1). `input`: k-means (10 starts, unit rows) on the features the views read, before "
         "training. ARI, mean ± sd over seeds.",
-        "",
-        "| dataset | seeds | " + " | ".join(columns) + " |",
-        "|---" * (len(columns) + 2) + "|",
-    ]
-    table, means = dataset_rows(rows, columns)
-    lines += table
-    lines.append("| mean | | " + " | ".join(f"{np.mean(means[c]):.3f}" for c in columns) + " |")
+        rows,
+        columns,
+    )
     return "\n".join(lines)
 
 
