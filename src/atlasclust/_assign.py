@@ -1,4 +1,4 @@
-"""Cluster centres on a learned embedding (k-means or Leiden), and training history, for both methods."""
+"""Cluster centres on a learned embedding (k-means, merged k-means or Leiden), and training history, for both methods."""
 
 from __future__ import annotations
 
@@ -6,35 +6,93 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import scanpy as sc
+import scipy.sparse as sp
 from sklearn.cluster import AgglomerativeClustering, KMeans
+
+#: How the clusters start when their number is given: ``"kmeans"`` (k-means at that number),
+#: ``"merged"`` (:func:`merged_kmeans_labels`) or ``"auto"``, whichever of the two has the higher
+#: modularity on the embedding's kNN graph (:func:`modularity` at :data:`AUTO_RESOLUTION`).
+#: k-means at the number of cell types cuts large types in two; merged k-means keeps them whole
+#: but joins small distinct ones.
+CENTER_INITS = ("auto", "kmeans", "merged")
+#: Resolution of the modularity that ``"auto"`` compares. At 1 (Newman's), modularity shares
+#: k-means' taste for clusters of equal size and keeps k-means where it cut Baron's beta cells
+#: and Zeisel's oligodendrocytes; lower values weigh that less. Chosen once from 1, 0.5, 0.25
+#: and 0 on BGFormer's pre-trained embeddings of the 12 shared datasets (seeds 0 and 1):
+#: benchmarks/results/first_partition.md.
+AUTO_RESOLUTION = 0.25
+
+
+def _knn_graph(latent: np.ndarray, *, random_state: int, n_neighbors: int = 15) -> ad.AnnData:
+    """An AnnData holding only scanpy's kNN graph (``obsp["connectivities"]``) of the rows of ``latent``."""
+    embedded = ad.AnnData(obs=pd.DataFrame(index=np.arange(len(latent)).astype(str)), obsm={"X_latent": latent})
+    sc.pp.neighbors(
+        embedded, n_neighbors=min(n_neighbors, len(latent) - 1), use_rep="X_latent", random_state=random_state
+    )
+    return embedded
 
 
 def leiden_on_embedding(
     latent: np.ndarray, *, resolution: float, random_state: int, n_neighbors: int = 15
 ) -> np.ndarray:
     """Leiden clusters (integer codes) of a kNN graph of ``latent``, through scanpy."""
-    embedded = ad.AnnData(obs=pd.DataFrame(index=np.arange(len(latent)).astype(str)), obsm={"X_latent": latent})
-    sc.pp.neighbors(
-        embedded, n_neighbors=min(n_neighbors, len(latent) - 1), use_rep="X_latent", random_state=random_state
-    )
+    embedded = _knn_graph(latent, random_state=random_state, n_neighbors=n_neighbors)
     sc.tl.leiden(embedded, resolution=resolution, flavor="igraph", n_iterations=2, random_state=random_state)
     return embedded.obs["leiden"].cat.codes.to_numpy()
 
 
-def cluster_centers(
-    latent: np.ndarray, n_clusters: int | None, *, resolution: float, random_state: int, merge: bool = False
-) -> np.ndarray:
-    """Centres of k-means with ``n_clusters`` (at most the number of distinct rows), or of Leiden's clusters.
+def modularity(connectivities: sp.spmatrix, labels: np.ndarray, *, resolution: float = 1.0) -> float:
+    """Modularity of ``labels`` (integer codes) on a weighted, symmetric graph of the same cells.
 
-    With ``merge``, the k-means clusters come from :func:`merged_kmeans_labels`.
+    The share of edge weight inside clusters minus ``resolution`` times the share expected of a
+    random graph with the same weighted degrees (Newman's at 1; the quality Leiden maximises at
+    that resolution). It needs no labels and no N x N matrix.
     """
-    if n_clusters is not None:
-        n_clusters = min(n_clusters, len(np.unique(latent, axis=0)))
-        if not merge:
-            return KMeans(n_clusters=n_clusters, n_init=10, random_state=random_state).fit(latent).cluster_centers_
-        groups = merged_kmeans_labels(latent, n_clusters, random_state=random_state)
-    else:
+    n_groups = int(labels.max()) + 1
+    membership = sp.csr_matrix((np.ones(len(labels)), (np.arange(len(labels)), labels)), shape=(len(labels), n_groups))
+    between = (membership.T @ sp.csr_matrix(connectivities) @ membership).toarray()  # groups x groups edge weight
+    total = between.sum()
+    degree = between.sum(axis=1)
+    return float(np.trace(between) / total - resolution * (degree**2).sum() / total**2)
+
+
+def cluster_centers(
+    latent: np.ndarray, n_clusters: int | None, *, resolution: float, random_state: int, init: str = "kmeans"
+) -> tuple[np.ndarray, dict]:
+    """Centres of the starting clusters, and how they were found.
+
+    With ``n_clusters`` (at most the number of distinct rows), the clusters are k-means',
+    :func:`merged_kmeans_labels`' or, with ``init="auto"``, whichever of the two has the higher
+    :func:`modularity` (at :data:`AUTO_RESOLUTION`) on the kNN graph of ``latent``; without,
+    Leiden's at ``resolution``.
+
+    Returns
+    -------
+    The centres (clusters x features) and ``{"start": "kmeans" | "merged" | "leiden"}``, with
+    ``init="auto"`` also ``"modularity"``: each candidate's.
+    """
+    if n_clusters is None:
         groups = leiden_on_embedding(latent, resolution=resolution, random_state=random_state)
+        return _group_means(latent, groups), {"start": "leiden"}
+    n_clusters = min(n_clusters, len(np.unique(latent, axis=0)))
+    if init == "kmeans":
+        kmeans = KMeans(n_clusters=n_clusters, n_init=10, random_state=random_state).fit(latent)
+        return kmeans.cluster_centers_, {"start": "kmeans"}
+    merged = merged_kmeans_labels(latent, n_clusters, random_state=random_state)
+    if init == "merged":
+        return _group_means(latent, merged), {"start": "merged"}
+    kmeans = KMeans(n_clusters=n_clusters, n_init=10, random_state=random_state).fit(latent)
+    graph = _knn_graph(latent, random_state=random_state).obsp["connectivities"]
+    scores = {
+        name: modularity(graph, labels, resolution=AUTO_RESOLUTION)
+        for name, labels in (("kmeans", kmeans.labels_), ("merged", merged))
+    }
+    if scores["merged"] > scores["kmeans"]:
+        return _group_means(latent, merged), {"start": "merged", "modularity": scores}
+    return kmeans.cluster_centers_, {"start": "kmeans", "modularity": scores}
+
+
+def _group_means(latent: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return np.stack([latent[groups == g].mean(axis=0) for g in np.unique(groups)])
 
 

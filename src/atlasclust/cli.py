@@ -252,9 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
             method.add_argument(
                 "--center-init",
                 choices=CENTER_INITS,
-                default="kmeans",
-                help="DEC centres from k-means at --n-clusters (default), or from k-means at twice that with the "
-                "closest sub-clusters joined (merged: large cell types split less often)",
+                default="auto",
+                help="DEC centres from k-means at --n-clusters (kmeans), from k-means at twice that with the closest "
+                "sub-clusters joined (merged: large cell types split less often), or from whichever of the two has "
+                "the higher modularity on the embedding's kNN graph (auto, the default)",
             )
         if name == "scrcl":
             method.add_argument("--spatial-key", default=None, help="obsm key of spot coordinates, e.g. spatial")

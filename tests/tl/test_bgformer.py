@@ -132,6 +132,15 @@ def test_merged_centre_initialisation(counts):
     assert ac.metrics.evaluate(counts.obs["cell_type"], counts.obs["bgformer"])["ARI"] >= 0.9
 
 
+def test_default_centre_start_is_chosen_and_recorded(counts):
+    model = ac.tl.bgformer(counts, 4, return_model=True, **FAST)
+    params = counts.uns["bgformer"]["params"]
+    assert model.center_init == "auto"
+    assert params["center_start"] == model.center_start_["start"] in ("kmeans", "merged")
+    scores = model.center_start_["modularity"]
+    assert max(scores, key=scores.get) == params["center_start"]
+
+
 def test_unknown_centre_initialisation_is_refused(counts):
     before = snapshot(counts)
     with pytest.raises(ValueError, match="center_init='ward' is not one of"):

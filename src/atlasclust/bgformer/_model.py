@@ -21,7 +21,7 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from scvi.model.base._save_load import _load_saved_files
 from sklearn.metrics import pairwise_distances_argmin
 
-from atlasclust._assign import cluster_centers, history_frame, join_history, set_aside_history
+from atlasclust._assign import CENTER_INITS, cluster_centers, history_frame, join_history, set_aside_history
 from atlasclust._checkpoints import PhaseCheckpoint, phase_checkpoint, training_settings
 from atlasclust._guards import with_trainer_guard
 from atlasclust._quiet import quiet_fit
@@ -50,14 +50,6 @@ logger = logging.getLogger(__name__)
 
 #: Cells used to initialise anchors and to find cluster centres (a random subsample above it).
 _MAX_INIT_CELLS = 50_000
-#: How the DEC centres start. ``"kmeans"`` at the number of clusters splits large cell types: on
-#: Baron's pancreas the beta cells (47% of the cells) fall into three clusters by sequencing depth.
-#: ``"merged"`` (k-means at twice the number, closest sub-clusters joined), accuracy benchmark, 5
-#: seeds (``bgformer_merged`` in benchmarks/results/accuracy.md), ARI: up on Baron 0.46 -> 0.62,
-#: Zeisel 0.74 -> 0.85, mouse bladder 0.51 -> 0.60 and PBMC 3k 0.66 -> 0.69; down on PBMC 10x
-#: 0.76 -> 0.69, worm neurons 0.60 -> 0.51, pollen 0.96 -> 0.94 and four DLPFC slices by 0.04. The
-#: mean over the 12 datasets barely moves (0.521 -> 0.525), so it is offered, not the default.
-CENTER_INITS = ("kmeans", "merged")
 #: Fewest cells a model trains on.
 MIN_CELLS = 10
 #: Leiden resolution without ``n_clusters``: scanpy's default. At 1 BGFormer finds about as many
@@ -126,9 +118,12 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         Leiden resolution when ``n_clusters`` is ``None``.
     center_init
         How the DEC centres start when ``n_clusters`` is given: ``"kmeans"``, k-means with
-        ``n_clusters``; or ``"merged"``, k-means with twice as many clusters whose closest
-        sub-clusters are then joined (Ward linkage of their centres), which splits large cell
-        types less often but is not better on every dataset (see :doc:`/accuracy`).
+        ``n_clusters``, which tends to cut large cell types in two; ``"merged"``, k-means with
+        twice as many clusters whose closest sub-clusters are then joined (Ward linkage of their
+        centres), which keeps large types whole but can join small distinct ones; or
+        ``"auto"``, whichever of the two has the higher modularity on the kNN graph of the
+        embedding (no labels; it picks the better of the two on about half the datasets where
+        they differ, see :doc:`/accuracy`). The start used is in ``center_start_``.
     registry
         Used by :meth:`load`; leave it out.
 
@@ -160,7 +155,7 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         dec_weight: float = 0.1,
         anchor_weight: float = 1.0,
         resolution: float = DEFAULT_RESOLUTION,
-        center_init: str = "kmeans",
+        center_init: str = "auto",
         registry: dict | None = None,
     ):
         super().__init__(adata, registry)
@@ -201,6 +196,8 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         self.n_top_genes = n_top_genes
         self.is_prepared_ = False
         self.n_clusters_: int | None = None
+        #: how the DEC centres started: ``{"start": ...}`` and, with ``center_init="auto"``, each candidate's modularity
+        self.center_start_: dict | None = None
         # the training copy of the counts on the device, kept for inference (no trailing "_": not saved)
         self._device_rows: DeviceRows | None = None
         self._model_summary_string = (
@@ -323,12 +320,8 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
     def _initialize_clusters(self, cells: np.ndarray, batch_size: int, random_state: int) -> None:
         """DEC centres in the embedding the DEC head compares: k-means or Leiden on ``cells``."""
         latent = self.get_latent_representation(indices=cells, batch_size=batch_size)
-        centers = cluster_centers(
-            latent,
-            self.n_clusters,
-            resolution=self.resolution,
-            random_state=random_state,
-            merge=self.center_init == "merged",
+        centers, self.center_start_ = cluster_centers(
+            latent, self.n_clusters, resolution=self.resolution, random_state=random_state, init=self.center_init
         )
         self.n_clusters_ = len(centers)
         # the clusters the DEC phase starts from: each cell's nearest centre

@@ -737,7 +737,7 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
     def _cluster(self, random_state: int) -> None:
         """Cluster centres on the unit-normalised embedding: k-means with ``n_clusters``, else Leiden."""
         latent = _unit_rows(self.get_latent_representation())
-        centers = cluster_centers(latent, self.n_clusters, resolution=self.resolution, random_state=random_state)
+        centers, _ = cluster_centers(latent, self.n_clusters, resolution=self.resolution, random_state=random_state)
         self.module.cluster_centers = torch.as_tensor(centers, dtype=torch.float32)
         self.n_clusters_ = len(centers)
 

@@ -160,7 +160,8 @@ def bgformer(
     `adata.obsm['bgformer_attention' | key_added + '_attention']` : :class:`numpy.ndarray` (float16)
         Only with ``store_attention=True``: per-cell attention, ``cells x (heads * anchors)``.
     `adata.uns['bgformer' | key_added]` : :class:`dict`
-        ``params`` (every argument, the seed, the number of clusters, package versions),
+        ``params`` (every argument, the seed, the number of clusters, how the DEC centres started
+        as ``center_start``: ``"kmeans"``, ``"merged"`` or ``"leiden"``, package versions),
         ``history`` (per-epoch losses), ``attention`` (clusters x heads x anchors mean attention,
         rows in the order of the label categories), ``attention_clusters`` (the clusters of those
         rows), ``anchor_usage`` (share of cells nearest to each anchor), ``anchors`` (the anchor
@@ -233,6 +234,8 @@ def bgformer(
     params = arguments | {
         "n_epochs_trained": len(model.history_),
         "n_clusters_found": int(model.n_clusters_),
+        # how the DEC centres started (kmeans, merged or leiden); unknown when a checkpoint resumed the DEC phase
+        "center_start": (model.center_start_ or {}).get("start"),
         "batch_size_used": int(model.batch_size_),
         "versions": package_versions(),
     }
