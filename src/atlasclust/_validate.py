@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import math
 import numbers
+from collections.abc import Callable, Iterable
 
 
 def check_cluster_count(n_clusters: int | None, n_obs: int) -> None:
@@ -61,3 +64,35 @@ def _require(values: dict, holds, requirement: str) -> None:
         if not finite_real or not holds(value):
             msg = f"{name}={value!r} must be {requirement}."
             raise ValueError(msg)
+
+
+def keyword_names(*callables: Callable) -> set[str]:
+    """Names of the keyword arguments the callables take (not ``self`` nor their ``*args``/``**kwargs``)."""
+    names = set()
+    for function in callables:
+        for name, parameter in inspect.signature(function).parameters.items():
+            if name != "self" and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+                names.add(name)
+    return names
+
+
+def trainer_keywords() -> set[str]:
+    """Arguments of scvi-tools' ``Trainer`` and of Lightning's, which it passes its ``**kwargs`` to."""
+    from scvi.train import Trainer
+
+    return keyword_names(*(cls.__init__ for cls in Trainer.__mro__ if "__init__" in vars(cls) and cls is not object))
+
+
+def check_keywords(function: str, given: Iterable[str], accepted: Iterable[str]) -> None:
+    """A :class:`TypeError` for the first of ``given`` not in ``accepted``, naming the closest accepted name.
+
+    Without it, a misspelt option reaches Lightning's ``Trainer`` only once training starts.
+    """
+    accepted = sorted(set(accepted))
+    for name in given:
+        if name in accepted:
+            continue
+        close = difflib.get_close_matches(name, accepted, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else " (see the function's docstring for what it accepts)."
+        msg = f"{function}() got an unexpected keyword argument {name!r}{hint}"
+        raise TypeError(msg)

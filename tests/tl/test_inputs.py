@@ -87,3 +87,27 @@ def test_meaningless_weights_and_temperatures_are_refused_by_name(counts, method
     with pytest.raises(ValueError, match=f"{name}="):
         getattr(ac.tl, method)(counts, None if name == "resolution" else 4, **(OPTIONS[method] | option))
     assert_unchanged(counts, before)
+
+
+@pytest.mark.parametrize(
+    ("method", "typo", "meant"),
+    [
+        ("scrcl", "max_epoch", "max_epochs"),  # a tool argument
+        ("bgformer", "n_anchor", "n_anchors"),
+        ("bgformer", "dec_weigth", "dec_weight"),  # a model option
+        ("scrcl", "wieght_decay", "weight_decay"),  # a training option
+        ("bgformer", "gradient_clip_vals", "gradient_clip_val"),  # a Lightning Trainer argument
+    ],
+)
+def test_a_misspelt_keyword_fails_before_any_work_naming_the_closest_option(counts, method, typo, meant):
+    before = snapshot(counts)
+    with pytest.raises(
+        TypeError, match=rf"tl\.{method}\(\) got an unexpected keyword argument '{typo}'; did you mean '{meant}'\?"
+    ):
+        getattr(ac.tl, method)(counts, 4, **{typo: 2})
+    assert_unchanged(counts, before)
+
+
+def test_an_unknown_keyword_with_no_close_option_points_to_the_docstring(counts):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'zzz' \\(see the function's docstring"):
+        ac.tl.bgformer(counts, 4, zzz=1)

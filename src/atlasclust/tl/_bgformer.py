@@ -9,11 +9,13 @@ import anndata as ad
 import numpy as np
 import scvi
 from scanpy import logging as logg
+from scvi.model.base import UnsupervisedTrainingMixin
 
 from atlasclust._checkpoints import checkpoint_folder
 from atlasclust._guards import halving_batch_size_on_oom
 from atlasclust._quiet import lightning_info_as_scanpy
 from atlasclust._reproducibility import deterministic_mode
+from atlasclust._validate import check_keywords, keyword_names, trainer_keywords
 from atlasclust.bgformer import BGFormer
 from atlasclust.bgformer._model import DEFAULT_RESOLUTION
 from atlasclust.data import check_batch_column, counts_matrix, raw_counts_hint, training_view
@@ -21,6 +23,8 @@ from atlasclust.data import check_batch_column, counts_matrix, raw_counts_hint, 
 from ._results import cluster_categorical, package_versions, storable, write_clustering
 
 _MODEL_OPTIONS = set(inspect.signature(BGFormer.__init__).parameters) - {"self", "adata", "registry"}
+#: What else the tool passes on: the model's ``train`` and scvi-tools' training loop it calls.
+_TRAIN_OPTIONS = keyword_names(BGFormer.train, UnsupervisedTrainingMixin.train)
 
 #: A cluster is reported as grown by the DEC phase when it ends with at least this share of the cells ...
 GROWN_CLUSTER_SHARE = 0.3
@@ -144,7 +148,8 @@ def bgformer(
         ``anchor_weight``, ``n_ffn``, ``center_init``) or training options of
         :meth:`~atlasclust.models.BGFormer.train` (``pretrain_fraction``, ``weight_decay``,
         ``train_size``, ``data_on_device``, ``shuffle_block_size``, ``plan_kwargs``, Lightning ``Trainer`` arguments such
-        as ``precision="bf16-mixed"``).
+        as ``precision="bf16-mixed"``). Any other keyword raises a :class:`TypeError` at once,
+        naming the closest accepted one.
 
     Returns
     -------
@@ -182,6 +187,7 @@ def bgformer(
     counts_matrix(adata, layer)  # KeyError for a missing layer, before any work
     if batch_key is not None:
         check_batch_column(adata, batch_key)
+    check_keywords("tl.bgformer", kwargs, _MODEL_OPTIONS | _TRAIN_OPTIONS | trainer_keywords())
     model_options = {k: v for k, v in kwargs.items() if k in _MODEL_OPTIONS}
     train_options = {k: v for k, v in kwargs.items() if k not in _MODEL_OPTIONS}
 

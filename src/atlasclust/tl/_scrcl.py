@@ -9,11 +9,13 @@ import anndata as ad
 import numpy as np
 import scvi
 from scanpy import logging as logg
+from scvi.model.base import UnsupervisedTrainingMixin
 
 from atlasclust._checkpoints import checkpoint_folder
 from atlasclust._guards import halving_batch_size_on_oom
 from atlasclust._quiet import lightning_info_as_scanpy
 from atlasclust._reproducibility import deterministic_mode
+from atlasclust._validate import check_keywords, keyword_names, trainer_keywords
 from atlasclust.data import check_batch_column, counts_matrix, raw_counts_hint, training_view
 from atlasclust.pp._graphs import check_coordinates, spatial_majority_vote
 from atlasclust.scrcl import SCRCL
@@ -22,6 +24,8 @@ from atlasclust.scrcl._model import DEFAULT_RESOLUTION, default_batch_size
 from ._results import cluster_categorical, package_versions, storable, write_clustering
 
 _MODEL_OPTIONS = set(inspect.signature(SCRCL.__init__).parameters) - {"self", "adata", "registry"}
+#: What else the tool passes on: the model's ``train`` and scvi-tools' training loop it calls.
+_TRAIN_OPTIONS = keyword_names(SCRCL.train, UnsupervisedTrainingMixin.train)
 
 
 def scrcl(
@@ -173,7 +177,8 @@ def scrcl(
         ``dropout``, ``input_features``: what the views read, by default the principal components
         of the expression, or the centred expression with ``spatial_key``) or training options of
         :meth:`~atlasclust.models.SCRCL.train` (``weight_decay``, ``strategy``, ``plan_kwargs``,
-        Lightning ``Trainer`` arguments).
+        Lightning ``Trainer`` arguments). Any other keyword raises a :class:`TypeError` at once,
+        naming the closest accepted one.
 
     Returns
     -------
@@ -211,6 +216,7 @@ def scrcl(
     counts_matrix(adata, layer)
     if batch_key is not None:
         check_batch_column(adata, batch_key)
+    check_keywords("tl.scrcl", kwargs, _MODEL_OPTIONS | _TRAIN_OPTIONS | trainer_keywords())
     model_options = {k: v for k, v in kwargs.items() if k in _MODEL_OPTIONS}
     train_options = {k: v for k, v in kwargs.items() if k not in _MODEL_OPTIONS}
 
