@@ -252,3 +252,12 @@ def test_n_top_genes_option_refuses_what_is_not_a_count_or_all(tmp_path, capsys,
     with pytest.raises(SystemExit):  # argparse: the message names the value
         main(["bgformer", str(tmp_path / "in.h5ad"), "-o", str(tmp_path / "out.h5ad"), "--n-top-genes", value])
     assert "positive integer or 'all'" in capsys.readouterr().err
+
+
+def test_version_prints_the_installed_version(capsys):
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"atlasclust {version('atlasclust')}"

@@ -187,9 +187,19 @@ def _default_resolution(command: str) -> float:
     return inspect.signature(getattr(tl, command)).parameters["resolution"].default
 
 
+def _installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("atlasclust")
+    except PackageNotFoundError:  # a source tree that is not installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``atlasclust`` command."""
     parser = argparse.ArgumentParser(prog="atlasclust", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     demo = commands.add_parser("demo", help="run BGFormer on the shipped Zeisel dataset and score it")
