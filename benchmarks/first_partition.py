@@ -90,15 +90,6 @@ def pretrained_embedding(adata, k: int, seed: int) -> np.ndarray:
     return captured["latent"]
 
 
-def _knn(matrix: np.ndarray, seed: int):
-    import anndata as ad
-    import scanpy as sc
-
-    graph = ad.AnnData(obs={"cell": np.arange(len(matrix)).astype(str)}, obsm={"X_rep": matrix})
-    sc.pp.neighbors(graph, n_neighbors=15, use_rep="X_rep", random_state=seed)
-    return graph
-
-
 def _consensus(graph, partitions: list[np.ndarray], k: int, seed: int) -> np.ndarray:
     """Leiden at K on the kNN graph's edges weighted by the share of partitions that join their cells."""
     import scipy.sparse as sp
@@ -125,7 +116,7 @@ def run_one(dataset: str, seed: int) -> dict:
     from sklearn.decomposition import PCA
     from sklearn.metrics import adjusted_rand_score
 
-    from atlasclust._assign import AUTO_RESOLUTION, merged_kmeans_labels, modularity
+    from atlasclust._assign import AUTO_RESOLUTION, _knn_graph, merged_kmeans_labels, modularity
 
     adata = ad.read_h5ad(DATA / f"{dataset}.h5ad")
     truth = adata.obs.pop("cell_type").to_numpy()
@@ -139,13 +130,13 @@ def run_one(dataset: str, seed: int) -> dict:
         return KMeans(n, n_init=n_init, random_state=random_state).fit_predict(matrix)
 
     rng = np.random.default_rng(seed)
-    latent_graph = _knn(latent, seed)
+    latent_graph = _knn_graph(latent, random_state=seed)
     restarts = [kmeans(latent, k, seed)] + [kmeans(latent, k, 1000 + 10 * seed + s) for s in range(3)]
     candidates = {f"kmeans_embedding_{s}": p for s, p in enumerate(restarts)}
     candidates["merged"] = merged_kmeans_labels(latent, k, random_state=seed)
     candidates["leiden_k"] = _leiden_with_k(latent_graph, k, seed)
     candidates["kmeans_pca"] = kmeans(pca, k, seed)
-    candidates["leiden_k_pca"] = _leiden_with_k(_knn(pca, seed), k, seed)
+    candidates["leiden_k_pca"] = _leiden_with_k(_knn_graph(pca, random_state=seed), k, seed)
     scores = {name: adjusted_rand_score(truth, p) for name, p in candidates.items()}
 
     row = {"dataset": dataset, "seed": seed, "n_cells": len(truth)}
@@ -161,7 +152,9 @@ def run_one(dataset: str, seed: int) -> dict:
     joint = np.hstack([_unit_block(PCA(50, random_state=seed).fit_transform(latent)), _unit_block(pca)])
     row["joint"] = adjusted_rand_score(truth, kmeans(joint, k, seed))
     cross = restarts + [kmeans(pca, k, 1000 + 10 * seed + s) for s in range(4)]
-    row["cross_consensus"] = adjusted_rand_score(truth, _consensus(_knn(joint, seed), cross, k, seed))
+    row["cross_consensus"] = adjusted_rand_score(
+        truth, _consensus(_knn_graph(joint, random_state=seed), cross, k, seed)
+    )
     connectivities = latent_graph.obsp["connectivities"]
     for column, resolution in (("modularity_choice", AUTO_RESOLUTION), ("modularity_1", 1.0)):
         quality = {

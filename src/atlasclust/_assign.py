@@ -75,13 +75,13 @@ def cluster_centers(
         groups = leiden_on_embedding(latent, resolution=resolution, random_state=random_state)
         return _group_means(latent, groups), {"start": "leiden"}
     n_clusters = min(n_clusters, len(np.unique(latent, axis=0)))
-    if init == "kmeans":
+    if init != "merged":
         kmeans = KMeans(n_clusters=n_clusters, n_init=10, random_state=random_state).fit(latent)
-        return kmeans.cluster_centers_, {"start": "kmeans"}
+        if init == "kmeans":
+            return kmeans.cluster_centers_, {"start": "kmeans"}
     merged = merged_kmeans_labels(latent, n_clusters, random_state=random_state)
     if init == "merged":
         return _group_means(latent, merged), {"start": "merged"}
-    kmeans = KMeans(n_clusters=n_clusters, n_init=10, random_state=random_state).fit(latent)
     graph = _knn_graph(latent, random_state=random_state).obsp["connectivities"]
     scores = {
         name: modularity(graph, labels, resolution=AUTO_RESOLUTION)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from atlasclust.bgformer._model import CENTER_INITS
+from atlasclust._assign import CENTER_INITS
 from atlasclust.scrcl._model import GRAPH_NORMALIZATION_CHOICES, INPUT_FEATURES, REPRESENTATIONS
 
 

@@ -23,8 +23,10 @@ from atlasclust.data import check_batch_column, counts_matrix, raw_counts_hint, 
 from ._results import cluster_categorical, package_versions, storable, write_clustering
 
 _MODEL_OPTIONS = set(inspect.signature(BGFormer.__init__).parameters) - {"self", "adata", "registry"}
-#: What else the tool passes on: the model's ``train`` and scvi-tools' training loop it calls.
-_TRAIN_OPTIONS = keyword_names(BGFormer.train, UnsupervisedTrainingMixin.train)
+#: Every keyword the tool passes on: model options, the model's ``train``, scvi-tools' training loop and Trainer.
+_ACCEPTED_KEYWORDS = (
+    _MODEL_OPTIONS | keyword_names(BGFormer.train, UnsupervisedTrainingMixin.train) | trainer_keywords()
+)
 
 #: A cluster is reported as grown by the DEC phase when it ends with at least this share of the cells ...
 GROWN_CLUSTER_SHARE = 0.3
@@ -187,7 +189,7 @@ def bgformer(
     counts_matrix(adata, layer)  # KeyError for a missing layer, before any work
     if batch_key is not None:
         check_batch_column(adata, batch_key)
-    check_keywords("tl.bgformer", kwargs, _MODEL_OPTIONS | _TRAIN_OPTIONS | trainer_keywords())
+    check_keywords("tl.bgformer", kwargs, _ACCEPTED_KEYWORDS)
     model_options = {k: v for k, v in kwargs.items() if k in _MODEL_OPTIONS}
     train_options = {k: v for k, v in kwargs.items() if k not in _MODEL_OPTIONS}
 

@@ -24,8 +24,8 @@ from atlasclust.scrcl._model import DEFAULT_RESOLUTION, default_batch_size
 from ._results import cluster_categorical, package_versions, storable, write_clustering
 
 _MODEL_OPTIONS = set(inspect.signature(SCRCL.__init__).parameters) - {"self", "adata", "registry"}
-#: What else the tool passes on: the model's ``train`` and scvi-tools' training loop it calls.
-_TRAIN_OPTIONS = keyword_names(SCRCL.train, UnsupervisedTrainingMixin.train)
+#: Every keyword the tool passes on: model options, the model's ``train``, scvi-tools' training loop and Trainer.
+_ACCEPTED_KEYWORDS = _MODEL_OPTIONS | keyword_names(SCRCL.train, UnsupervisedTrainingMixin.train) | trainer_keywords()
 
 
 def scrcl(
@@ -216,7 +216,7 @@ def scrcl(
     counts_matrix(adata, layer)
     if batch_key is not None:
         check_batch_column(adata, batch_key)
-    check_keywords("tl.scrcl", kwargs, _MODEL_OPTIONS | _TRAIN_OPTIONS | trainer_keywords())
+    check_keywords("tl.scrcl", kwargs, _ACCEPTED_KEYWORDS)
     model_options = {k: v for k, v in kwargs.items() if k in _MODEL_OPTIONS}
     train_options = {k: v for k, v in kwargs.items() if k not in _MODEL_OPTIONS}
 
