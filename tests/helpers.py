@@ -40,10 +40,13 @@ BAD_INPUTS = {  # case: (edit of the dense counts, arguments, error, message)
     "nan": (lambda x: x.__setitem__((0, 0), np.nan), {}, ValueError, "NaN"),
     "inf": (lambda x: x.__setitem__((0, 0), np.inf), {}, ValueError, "infinite"),
     "empty cell": (lambda x: x.__setitem__((4, slice(None)), 0), {}, ValueError, "filter_cells"),
-    "empty gene": (lambda x: x.__setitem__((slice(None), 4), 0), {}, ValueError, "filter_genes"),
     "one cluster": (None, {"n_clusters": 1}, ValueError, "at least 2"),
     "too many clusters": (None, {"n_clusters": 601}, ValueError, "larger than the number of cells"),
-    "too many genes": (None, {"n_top_genes": 201}, ValueError, "n_top_genes=201"),
+    "no genes": (None, {"n_top_genes": 0}, ValueError, "n_top_genes=0 must be at least 1"),
+    "unknown gene column": (None, {"mask_var": "hvg"}, KeyError, "mask_var='hvg' is not a column of adata.var"),
+    "mask not boolean": (None, {"mask_var": np.ones(200)}, ValueError, "mask_var must be boolean"),
+    "mask too short": (None, {"mask_var": np.ones(150, dtype=bool)}, ValueError, "150 entries; adata has 200"),
+    "mask selects nothing": (None, {"mask_var": np.zeros(200, dtype=bool)}, ValueError, "selects no genes"),
     "missing layer": (None, {"layer": "counts"}, KeyError, "Layer 'counts' not found"),
 }
 

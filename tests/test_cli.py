@@ -261,3 +261,44 @@ def test_version_prints_the_installed_version(capsys):
         main(["--version"])
     assert stop.value.code == 0
     assert capsys.readouterr().out.strip() == f"atlasclust {version('atlasclust')}"
+
+
+@pytest.mark.parametrize(("mask_var", "n_used"), [(None, 40), ("none", 120), ("mine", 10)])
+def test_mask_var_option_chooses_the_genes(tmp_path, capsys, mask_var, n_used):
+    source, out = tmp_path / "in.h5ad", tmp_path / "out.h5ad"
+    adata = ac.datasets.simulate(200, 120, 2, n_markers=20)
+    adata.var["highly_variable"] = np.arange(120) < 40  # the default when present, as in sc.pp.pca
+    adata.var["mine"] = np.arange(120) >= 110
+    adata.write_h5ad(source)
+    arguments = ["--n-clusters", "2", "--max-epochs", "1", "--quiet"]
+    arguments += [] if mask_var is None else ["--mask-var", mask_var]
+    assert main(["bgformer", str(source), "-o", str(out), *arguments]) == 0, capsys.readouterr().err
+    assert len(ad.read_h5ad(out).uns["bgformer"]["genes"]) == n_used
+
+
+def test_errors_name_the_command_line_flags(tmp_path, capsys):
+    source = tmp_path / "in.h5ad"
+    adata = ac.datasets.simulate(100, 50, 2)
+    adata.X = adata.X.astype(np.float32) / 3  # not counts
+    adata.write_h5ad(source)
+    assert main(["scrcl", str(source), "-o", str(tmp_path / "out.h5ad"), "--mask-var", "hvg"]) == 1
+    error = capsys.readouterr().err
+    assert "`--mask-var hvg` is not a column of adata.var" in error and "mask_var=" not in error
+    assert main(["scrcl", str(source), "-o", str(tmp_path / "out.h5ad")]) == 1
+    error = capsys.readouterr().err
+    assert "`--layer counts`" in error and "layer=" not in error
+
+
+def test_help_answers_without_importing_torch_and_shows_plain_text():
+    code = (
+        "import sys, contextlib, io\n"
+        "from atlasclust.cli import main\n"
+        "for command in ([], ['bgformer'], ['scrcl'], ['demo']):\n"
+        "    with contextlib.suppress(SystemExit):\n"
+        "        main([*command, '--help'])\n"
+        "print('heavy:', sorted(m for m in ('torch', 'scvi', 'scanpy', 'anndata', 'lightning') if m in sys.modules))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert "heavy: []" in run.stdout
+    assert "``" not in run.stdout and ":func:" not in run.stdout  # no raw reStructuredText
+    assert "--mask-var" in run.stdout

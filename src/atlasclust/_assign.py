@@ -9,12 +9,6 @@ import scanpy as sc
 import scipy.sparse as sp
 from sklearn.cluster import AgglomerativeClustering, KMeans
 
-#: How the clusters start when their number is given: ``"kmeans"`` (k-means at that number),
-#: ``"merged"`` (:func:`merged_kmeans_labels`) or ``"auto"``, whichever of the two has the higher
-#: modularity on the embedding's kNN graph (:func:`modularity` at :data:`AUTO_RESOLUTION`).
-#: k-means at the number of cell types cuts large types in two; merged k-means keeps them whole
-#: but joins small distinct ones.
-CENTER_INITS = ("auto", "kmeans", "merged")
 #: Resolution of the modularity that ``"auto"`` compares. At 1 (Newman's), modularity shares
 #: k-means' taste for clusters of equal size and keeps k-means where it cut Baron's beta cells
 #: and Zeisel's oligodendrocytes; lower values weigh that less. Chosen once from 1, 0.5, 0.25
@@ -26,9 +20,10 @@ AUTO_RESOLUTION = 0.25
 def _knn_graph(latent: np.ndarray, *, random_state: int, n_neighbors: int = 15) -> ad.AnnData:
     """An AnnData holding only scanpy's kNN graph (``obsp["connectivities"]``) of the rows of ``latent``."""
     embedded = ad.AnnData(obs=pd.DataFrame(index=np.arange(len(latent)).astype(str)), obsm={"X_latent": latent})
-    sc.pp.neighbors(
-        embedded, n_neighbors=min(n_neighbors, len(latent) - 1), use_rep="X_latent", random_state=random_state
-    )
+    with sc.settings.verbosity.override("warning"):  # an internal step: scanpy's "computing neighbors" would mislead
+        sc.pp.neighbors(
+            embedded, n_neighbors=min(n_neighbors, len(latent) - 1), use_rep="X_latent", random_state=random_state
+        )
     return embedded
 
 

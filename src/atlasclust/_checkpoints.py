@@ -140,9 +140,14 @@ def training_settings(model, *, ignore: tuple[str, ...] = ()) -> dict:
     differs; ``ignore`` lists those read only after training (e.g. how the embedding is clustered).
     """
     params = model.init_params_["non_kwargs"] | model.init_params_["kwargs"]
-    # numpy scalars as Python numbers: n_clusters=np.int64(7) and n_clusters=7 are the same run
+    # numpy scalars as Python numbers: n_clusters=np.int64(7) and n_clusters=7 are the same run; arrays
+    # (a gene mask) as lists, which the fingerprint holds in full where str() would abbreviate them
     return {
-        name: value.item() if isinstance(value, np.generic) else value
+        name: value.item()
+        if isinstance(value, np.generic)
+        else value.tolist()
+        if isinstance(value, np.ndarray)
+        else value
         for name, value in params.items()
         if name not in ignore
     }

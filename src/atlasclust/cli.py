@@ -8,16 +8,32 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import os
+import re
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from atlasclust._assign import CENTER_INITS
-from atlasclust.scrcl._model import GRAPH_NORMALIZATION_CHOICES, INPUT_FEATURES, REPRESENTATIONS
+from atlasclust._constants import (
+    BGFORMER_RESOLUTION,
+    CENTER_INITS,
+    DEFAULT_N_TOP_GENES,
+    GRAPH_NORMALIZATION_CHOICES,
+    HIGHLY_VARIABLE_IF_PRESENT,
+    INPUT_FEATURES,
+    REPRESENTATIONS,
+    SCRCL_RESOLUTION,
+)
+
+#: What ``atlasclust --help`` says first (plain text: argparse prints it as it is).
+DESCRIPTION = "Cluster single-cell data with BGFormer or scRCL: 'demo' on the shipped dataset, or a method on a file."
+#: Python values in the tools' messages and what a command-line user types instead.
+_FLAG_VALUES = {"None": "all"}
+
+#: The Leiden resolution each command's tool takes when none is given.
+DEFAULT_RESOLUTIONS = {"bgformer": BGFORMER_RESOLUTION, "scrcl": SCRCL_RESOLUTION}
 
 
 def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
@@ -49,11 +65,18 @@ def _gene_count(value: str) -> int | str:
     return count
 
 
-def _n_top_genes(value: int | str | None, n_vars: int) -> int | None:
-    """The tools' ``n_top_genes`` for the option's value: 2000 (or all, with fewer genes) when not given."""
+def _n_top_genes(value: int | str | None) -> int | None:
+    """The tools' ``n_top_genes`` for the option's value (``None``: the tools' default, 2000 or all when fewer)."""
     if value == "all":
         return None
-    return min(2000, n_vars) if value is None else value
+    return DEFAULT_N_TOP_GENES if value is None else value
+
+
+def _mask_var(value: str | None):
+    """The tools' ``mask_var`` for ``--mask-var``: a var column, ``none`` for no selection, or the tools' default."""
+    if value is None:
+        return HIGHLY_VARIABLE_IF_PRESENT
+    return None if value == "none" else value
 
 
 def _umask() -> int:
@@ -124,7 +147,8 @@ def run_method(args: argparse.Namespace) -> int:
         args.n_clusters,
         layer=args.layer,
         max_epochs=args.max_epochs,
-        n_top_genes=_n_top_genes(args.n_top_genes, adata.n_vars),
+        mask_var=_mask_var(args.mask_var),
+        n_top_genes=_n_top_genes(args.n_top_genes),
         random_state=args.seed,
         key_added=args.key_added or args.command,
         enable_progress_bar=_progress_bar(args),
@@ -180,13 +204,6 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _default_resolution(command: str) -> float:
-    """The Leiden resolution ``tl.<command>``, which the command runs, takes when none is given."""
-    from atlasclust import tl
-
-    return inspect.signature(getattr(tl, command)).parameters["resolution"].default
-
-
 def _installed_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -198,7 +215,7 @@ def _installed_version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``atlasclust`` command."""
-    parser = argparse.ArgumentParser(prog="atlasclust", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="atlasclust", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_installed_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -221,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--resolution",
             type=float,
             default=None,
-            help=f"Leiden resolution without --n-clusters (default: {_default_resolution(name)})",
+            help=f"Leiden resolution without --n-clusters (default: {DEFAULT_RESOLUTIONS[name]})",
         )
         method.add_argument("--layer", default=None, help="layer with raw counts (default: X)")
         method.add_argument(
@@ -235,7 +252,15 @@ def build_parser() -> argparse.ArgumentParser:
             type=_gene_count,
             metavar="N|all",
             default=None,
-            help="number of variable genes used, or 'all' (default: 2000, or all when there are fewer)",
+            help="without a gene selection: number of variable genes used, or 'all' (default: 2000, or all when "
+            "there are fewer)",
+        )
+        method.add_argument(
+            "--mask-var",
+            metavar="COLUMN|none",
+            default=None,
+            help="boolean var column of the genes to use, or 'none' for the --n-top-genes most variable genes "
+            "(default: the column highly_variable when the file has one)",
         )
         method.add_argument("--key-added", default=None, help=f"result key (default: {name})")
         method.add_argument("--accelerator", default="auto")
@@ -308,6 +333,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def as_flags(message: str, options: Sequence[str]) -> str:
+    """``message`` of a tool with its keyword arguments written as the command's flags.
+
+    ``layer='counts'`` becomes ``--layer counts`` and a bare ``batch_key`` becomes ``--batch-key``,
+    for each name in ``options`` (the command's argument names).
+    """
+    for name in sorted(options, key=len, reverse=True):
+        flag = "--" + name.replace("_", "-")
+        message = re.sub(
+            rf"`?\b{name}=(['\"]?)([^'\"\s,;)`]*)\1`?",
+            lambda match, flag=flag: f"`{flag} {_FLAG_VALUES.get(match[2], match[2])}`",
+            message,
+        )
+        if "_" in name:  # one-word names ("layer") are also plain words of the message
+            message = re.sub(rf"(?<![-\w']){name}\b(?!=)", flag, message)
+    return message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (1 with a message on error, no output file left)."""
     args = build_parser().parse_args(argv)
@@ -315,8 +358,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except (ValueError, KeyError, TypeError, OSError, ArithmeticError, MemoryError) as error:
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"atlasclust {args.command}: error: {message}", file=sys.stderr)
+        message = str(error.args[0] if isinstance(error, KeyError) and error.args else error)
+        print(
+            f"atlasclust {args.command}: error: {as_flags(message, [name for name in vars(args) if name not in ('command', 'run')])}",
+            file=sys.stderr,
+        )
         return 1
 
 

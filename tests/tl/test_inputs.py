@@ -111,3 +111,54 @@ def test_a_misspelt_keyword_fails_before_any_work_naming_the_closest_option(coun
 def test_an_unknown_keyword_with_no_close_option_points_to_the_docstring(counts):
     with pytest.raises(TypeError, match="unexpected keyword argument 'zzz' \\(see the function's docstring"):
         ac.tl.bgformer(counts, 4, zzz=1)
+
+
+@pytest.mark.parametrize("method", ["bgformer", "scrcl"])
+def test_the_highly_variable_selection_is_used(counts, method):
+    chosen = np.zeros(counts.n_vars, dtype=bool)
+    chosen[::3] = True
+    counts.var["highly_variable"] = chosen
+    options = OPTIONS[method] | {"max_epochs": 2}
+    run = getattr(ac.tl, method)
+    result = run(counts, 4, copy=True, **options)
+    assert list(result.uns[method]["genes"]) == list(counts.var_names[chosen])
+    assert result.uns[method]["params"]["mask_var"] == "highly_variable"
+    # an explicit None, or another column, wins over the default
+    every_other = run(counts, 4, copy=True, mask_var=None, **options)
+    assert len(every_other.uns[method]["genes"]) == options["n_top_genes"]
+    counts.var["mine"] = ~chosen
+    mine = run(counts, 4, copy=True, mask_var="mine", **options)
+    assert list(mine.uns[method]["genes"]) == list(counts.var_names[~chosen])
+
+
+def test_highly_variable_default_is_said_at_info_level(counts, monkeypatch):
+    from scanpy import logging as logg
+
+    said = []
+    monkeypatch.setattr(logg, "info", lambda message, **kwargs: said.append(message))
+    counts.var["highly_variable"] = np.arange(counts.n_vars) < 60
+    ac.tl.bgformer(counts, 4, copy=True, **(OPTIONS["bgformer"] | {"max_epochs": 2}))
+    assert "    using the 60 genes of var['highly_variable'] (mask_var)" in said
+
+
+@pytest.mark.parametrize("method", ["bgformer", "scrcl"])
+def test_a_panel_with_fewer_genes_than_the_default_trains_on_all_of_them(method):
+    panel = ac.datasets.simulate(300, 120, 3, n_markers=20, random_state=1)  # a targeted panel: fewer than 2000
+    options = {k: v for k, v in OPTIONS[method].items() if k != "n_top_genes"} | {"max_epochs": 2}
+    getattr(ac.tl, method)(panel, 3, **options)
+    assert len(panel.uns[method]["genes"]) == 120
+    assert panel.uns[method]["params"]["n_top_genes"] == 2000  # the default, never an error
+
+
+@pytest.mark.parametrize("method", ["bgformer", "scrcl"])
+def test_genes_without_counts_are_left_out_and_the_model_reloads(counts, method, tmp_path):
+    x = counts.X.toarray()
+    x[:, [4, 9]] = 0  # every subset of an atlas has such genes
+    counts.X = sp.csr_matrix(x)
+    options = OPTIONS[method] | {"n_top_genes": None, "max_epochs": 2}
+    adata, model = getattr(ac.tl, method)(counts, 4, copy=True, return_model=True, **options)
+    assert len(adata.uns[method]["genes"]) == 198
+    assert not {counts.var_names[4], counts.var_names[9]} & set(adata.uns[method]["genes"])
+    model.save(tmp_path / "model")
+    loaded = type(model).load(tmp_path / "model", counts)
+    np.testing.assert_array_equal(loaded.predict(), model.predict())

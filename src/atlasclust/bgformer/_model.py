@@ -21,8 +21,10 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from scvi.model.base._save_load import _load_saved_files
 from sklearn.metrics import pairwise_distances_argmin
 
-from atlasclust._assign import CENTER_INITS, cluster_centers, history_frame, join_history, set_aside_history
+from atlasclust._assign import cluster_centers, history_frame, join_history, set_aside_history
 from atlasclust._checkpoints import PhaseCheckpoint, phase_checkpoint, training_settings
+from atlasclust._constants import BGFORMER_RESOLUTION as DEFAULT_RESOLUTION
+from atlasclust._constants import CENTER_INITS, DEFAULT_N_TOP_GENES
 from atlasclust._guards import with_trainer_guard
 from atlasclust._quiet import quiet_fit
 from atlasclust._validate import as_int, check_cluster_count, check_fraction, check_non_negative, check_positive
@@ -31,15 +33,19 @@ from atlasclust.data import (
     DeviceDataSplitter,
     DeviceRows,
     as_sparse_matrix,
+    check_n_top_genes,
+    choose_genes,
     counts_matrix,
     describe_source,
+    gene_mask,
     log_normalized_moments,
+    planned_gene_count,
     resolve_data_on_device,
     scan_counts,
-    select_top_genes,
     sparse_batches,
     training_device,
     training_view,
+    with_chosen_genes,
 )
 from atlasclust.data._anndata import INDICES_COLUMN, check_batch_column, check_same_genes, saved_batches
 
@@ -52,10 +58,6 @@ logger = logging.getLogger(__name__)
 _MAX_INIT_CELLS = 50_000
 #: Fewest cells a model trains on.
 MIN_CELLS = 10
-#: Leiden resolution without ``n_clusters``: scanpy's default. At 1 BGFormer finds about as many
-#: clusters as Leiden at 1 on PCA scores (accuracy benchmark, ``bgformer_noK``); scRCL's embedding
-#: needs less (:data:`atlasclust.scrcl._model.DEFAULT_RESOLUTION`).
-DEFAULT_RESOLUTION = 1.0
 
 
 #: Optimiser steps the default training budget reaches at least (with at least 15 epochs). Counted
@@ -90,8 +92,12 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         AnnData registered with :meth:`setup_anndata` (raw counts, in memory or backed).
     n_clusters
         Number of clusters; ``None`` finds it by Leiden on the embedding after pre-training.
+    mask_var
+        The genes to train on: the name of a boolean ``var`` column (such as ``"highly_variable"``)
+        or a boolean array over the genes. ``None`` chooses ``n_top_genes`` genes.
     n_top_genes
-        Number of highly variable genes (Seurat flavour) the model uses; ``None`` uses all genes.
+        Without ``mask_var``: number of most variable genes (Seurat flavour) the model uses, all
+        genes when there are fewer; ``None`` uses all genes. Genes with no counts are never used.
     n_latent
         Width of the embedding, the anchors and the attention.
     n_anchors
@@ -144,7 +150,8 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         adata: ad.AnnData | None = None,
         n_clusters: int | None = None,
         *,
-        n_top_genes: int | None = 2000,
+        mask_var: np.ndarray | str | None = None,
+        n_top_genes: int | None = DEFAULT_N_TOP_GENES,
         n_latent: int = 128,
         n_anchors: int = 64,
         n_heads: int = 4,
@@ -161,12 +168,8 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         super().__init__(adata, registry)
         n_vars = self.summary_stats.n_vars
         n_batch = int(self.summary_stats.get("n_batch", 0))
-        if n_top_genes is not None and not 0 < n_top_genes <= n_vars:
-            msg = (
-                f"n_top_genes={n_top_genes} must be between 1 and the number of genes ({n_vars}); "
-                "pass n_top_genes=None to use all genes."
-            )
-            raise ValueError(msg)
+        check_n_top_genes(n_top_genes)
+        mask_var = gene_mask(self.adata.var, mask_var)  # the array is what the saved parameters keep
         check_cluster_count(n_clusters, self.summary_stats.n_cells)
         check_non_negative(dec_weight=dec_weight, anchor_weight=anchor_weight, input_noise=input_noise)
         check_positive(resolution=resolution, n_latent=n_latent, n_anchors=n_anchors, n_heads=n_heads, n_ffn=n_ffn)
@@ -179,20 +182,20 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         self.n_clusters = n_clusters
         self.resolution = resolution
         self.center_init = center_init
-        self.module = BGFormerModule(
-            n_vars,
-            n_vars if n_top_genes is None else n_top_genes,
-            n_latent=n_latent,
-            n_anchors=n_anchors,
-            n_heads=n_heads,
-            n_ffn=n_ffn,
-            dropout=dropout,
-            input_noise=input_noise,
-            anchor_refresh=anchor_refresh,
-            dec_weight=dec_weight,
-            anchor_weight=anchor_weight,
-            n_batch=n_batch if n_batch > 1 else 0,
-        )
+        self._gene_mask = mask_var
+        self._module_options = {
+            "n_latent": n_latent,
+            "n_anchors": n_anchors,
+            "n_heads": n_heads,
+            "n_ffn": n_ffn,
+            "dropout": dropout,
+            "input_noise": input_noise,
+            "anchor_refresh": anchor_refresh,
+            "dec_weight": dec_weight,
+            "anchor_weight": anchor_weight,
+            "n_batch": n_batch if n_batch > 1 else 0,
+        }
+        self.module = BGFormerModule(n_vars, planned_gene_count(n_vars, mask_var, n_top_genes), **self._module_options)
         self.n_top_genes = n_top_genes
         self.is_prepared_ = False
         self.n_clusters_: int | None = None
@@ -285,10 +288,10 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         matrix = counts_matrix(self.adata, self._layer)
         source = describe_source(self._layer)
         statistics = scan_counts(matrix, source=source)
-        if self.n_top_genes is None:
-            gene_index = np.arange(matrix.shape[1])
-        else:
-            gene_index = select_top_genes(statistics, self.n_top_genes)
+        gene_index = choose_genes(statistics, self._gene_mask, self.n_top_genes)
+        if len(gene_index) != len(self.module.gene_index):  # genes without counts left out: a narrower input
+            self.module = BGFormerModule(matrix.shape[1], len(gene_index), **self._module_options)
+            self.init_params_ = with_chosen_genes(self.init_params_, gene_index, matrix.shape[1])
         median = statistics.median_library_size
         n_batch = self.module.n_batch
         codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY) if n_batch else None

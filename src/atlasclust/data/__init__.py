@@ -10,6 +10,14 @@ from ._anndata import (
 )
 from ._blocks import BlockShuffleDataSplitter, BlockShuffleSampler
 from ._device import DeviceDataSplitter, DeviceRows, fits_on_gpu, resolve_data_on_device, training_device
+from ._genes import (
+    check_n_top_genes,
+    choose_genes,
+    default_mask_var,
+    gene_mask,
+    planned_gene_count,
+    with_chosen_genes,
+)
 from ._sparse_batches import sparse_batches
 from ._statistics import (
     CountStatistics,
@@ -33,11 +41,16 @@ __all__ = [
     "NotCountsError",
     "as_sparse_matrix",
     "check_batch_column",
+    "check_n_top_genes",
+    "choose_genes",
     "counts_matrix",
+    "default_mask_var",
     "describe_source",
     "fits_on_gpu",
+    "gene_mask",
     "iter_row_chunks",
     "log_normalized_moments",
+    "planned_gene_count",
     "projected_log_features",
     "raw_counts_hint",
     "resolve_data_on_device",
@@ -49,4 +62,5 @@ __all__ = [
     "sparse_batches",
     "training_device",
     "training_view",
+    "with_chosen_genes",
 ]

@@ -99,7 +99,8 @@ def scan_counts(matrix, *, source: str = "adata.X", chunk_size: int | None = Non
     Returns
     -------
     The statistics; raises :class:`ValueError` naming the problem and the fix when the matrix is
-    not a valid count matrix (NaN/inf, negative, non-integer, empty cells or genes).
+    not a valid count matrix (NaN/inf, negative, non-integer, cells without counts). Genes without
+    counts are allowed (``n_cells_per_gene`` is 0): ``choose_genes`` leaves them out.
     """
     n_obs, n_vars = matrix.shape
     library_size = np.zeros(n_obs, dtype=np.float64)
@@ -123,12 +124,6 @@ def scan_counts(matrix, *, source: str = "adata.X", chunk_size: int | None = Non
         scaled = sp.diags(1.0 / lib) @ chunk
         sum_scaled += np.asarray(scaled.sum(axis=0)).ravel()
         sum_scaled_sq += np.asarray(scaled.multiply(scaled).sum(axis=0)).ravel()
-    if np.any(n_cells == 0):
-        msg = (
-            f"{source} has {int(np.sum(n_cells == 0))} genes with no counts in any cell. "
-            "Remove them first, e.g. `sc.pp.filter_genes(adata, min_cells=1)`."
-        )
-        raise ValueError(msg)
     median = float(np.median(library_size))
     mean = median * sum_scaled / n_obs
     second_moment = median**2 * sum_scaled_sq / n_obs

@@ -9,6 +9,8 @@ import scanpy as sc
 import scipy.sparse as sp
 from sklearn.neighbors import NearestNeighbors
 
+from atlasclust._constants import GRAPH_NORMALIZATIONS
+
 
 def binary_symmetric(graph: sp.spmatrix, *, name: str = "graph") -> sp.csr_matrix:
     """Union-symmetrised binary adjacency (float32 CSR) without self loops."""
@@ -166,12 +168,6 @@ def gene_graph(descriptors: np.ndarray, *, n_neighbors: int = 5) -> sp.csr_matri
     graph.setdiag(1)  # the gene itself, even when duplicates tie with it
     graph.sort_indices()
     return graph
-
-
-#: How a cell's GCN input combines its own and its neighbours' features: ``"mean"``,
-#: ``D^-1 (A + I)``, their average; ``"symmetric"``, ``D^-1/2 (A + I) D^-1/2``, Kipf and Welling's
-#: normalisation, which scales a cell's input by about the square root of its degree.
-GRAPH_NORMALIZATIONS = ("mean", "symmetric")
 
 
 def gcn_normalize(adjacency: sp.spmatrix, *, normalization: str = "symmetric") -> sp.csr_matrix:

@@ -21,27 +21,37 @@ from sklearn.neighbors import VALID_METRICS
 
 from atlasclust._assign import cluster_centers, history_frame, join_history, set_aside_history
 from atlasclust._checkpoints import phase_checkpoint, training_settings
+from atlasclust._constants import (
+    DEFAULT_N_TOP_GENES,
+    GRAPH_NORMALIZATION_CHOICES,
+    INPUT_FEATURES,
+    REPRESENTATIONS,
+)
+from atlasclust._constants import SCRCL_RESOLUTION as DEFAULT_RESOLUTION
 from atlasclust._guards import with_trainer_guard
 from atlasclust._quiet import quiet_fit
 from atlasclust._training_plan import TrainingPlan
 from atlasclust._validate import as_int, check_cluster_count, check_non_negative, check_positive
 from atlasclust.data import (
     CountStatistics,
+    check_n_top_genes,
+    choose_genes,
     counts_matrix,
     describe_source,
     fits_on_gpu,
+    gene_mask,
     log_normalized_moments,
+    planned_gene_count,
     projected_log_features,
     scaled_log_features,
     scan_counts,
-    select_top_genes,
     selected_counts,
     training_device,
     training_view,
+    with_chosen_genes,
 )
 from atlasclust.data._anndata import INDICES_COLUMN, check_batch_column, check_same_genes, saved_batches
 from atlasclust.pp._graphs import (
-    GRAPH_NORMALIZATIONS,
     binary_symmetric,
     check_coordinates,
     expression_graph,
@@ -88,40 +98,6 @@ MNN_NEIGHBORS = 5
 #: because the alignment losses keep pulling neighbourhoods together past the point where cell
 #: types separate best.
 DEFAULT_STEPS = 100
-#: Leiden resolution without ``n_clusters``, below scanpy's 1: the contrastive losses spread cells
-#: evenly over the unit sphere, so the kNN graph of scRCL's embedding is less modular than that of
-#: PCA scores and Leiden at 1 cut it into 1.4 to 4 times as many clusters as cell types on the
-#: shared datasets (27 for the 7 layers of a DLPFC slice). At 0.25, one seed: 151673 11 clusters,
-#: PBMC 3k 9 (9 types), Zeisel 9 (7), Baron 12 (13), worm neurons 27 (10); accuracy benchmark, ``scrcl_noK``.
-DEFAULT_RESOLUTION = 0.25
-#: Cell graph normalisation of the GCN view (see :func:`~atlasclust.pp._graphs.gcn_normalize`).
-#: ``"auto"`` keeps the reference's ``"symmetric"`` up to :data:`FULL_BATCH_MAX_CELLS` cells and
-#: takes ``"mean"`` above: on 10 simulated types, symmetric reached ARI 0.997 at 20,000 cells but
-#: 0.72 at 50,000 (0.21 at 100,000 with 8 passes; hub cells of large kNN graphs are scaled up by the
-#: square root of their degree and the GCN view separates them by degree), mean 1.0 and 0.99; on the
-#: shared datasets (at most 4,600 cells) symmetric is slightly ahead (mean ARI 0.587 against
-#: 0.574 over the seven scRNA-seq datasets, 5 seeds).
-GRAPH_NORMALIZATION_CHOICES = ("auto", *GRAPH_NORMALIZATIONS)
-#: What is clustered and returned as the embedding. The paper clusters the refined views
-#: ``[Z_mlp | Z_gcn]`` (its Eq. 11, ``2 n_refined`` wide); the unrefined views ``[E_mlp | E_gcn]``
-#: (``2 n_hidden`` wide) cluster better on 9 of the 12 shared datasets with the default inputs (mean
-#: k-means ARI 0.57 against 0.50 over 3 seeds, same trained models; the refined views win on mouse
-#: bladder and the DLPFC slices 151510 and 151676), see benchmarks/results/scrcl_representation.md.
-#: With the centred genes as input everywhere the refined views had won on Baron (0.90 against 0.62).
-#: Their concatenation did no better (2 seeds, 8 datasets).
-REPRESENTATIONS = ("views", "refined")
-#: What the views read: the principal components the expression graph is built on (``"pca"``),
-#: log-normalised expression divided by each gene's spread (``"log"``), the same centred on each
-#: gene's mean (``"scaled"``, as ``sc.pp.scale``), or the raw counts (``"counts"``, the reference's
-#: scRNA-seq input). ``"auto"`` is ``"pca"`` without spot coordinates and ``"scaled"`` with them. On
-#: the seven shared scRNA-seq datasets (accuracy benchmark, 5 seeds) the 50 components lifted PBMC 3k
-#: (ARI 0.60 -> 0.76), PBMC 10x (0.72 -> 0.78), pollen (0.73 -> 0.93) and Zeisel (0.63 -> 0.72) and
-#: lowered Baron (0.74 -> 0.44), mouse bladder (0.52 -> 0.46) and worm neurons (0.65 -> 0.59): mean
-#: ARI 0.65 -> 0.67, NMI 0.76 -> 0.79, above the best expression baseline on 4 datasets, not 1. On
-#: the five DLPFC slices, whose inputs are smoothed over ten spatial hops, they lowered the mean ARI
-#: from 0.43 to 0.38 (2 seeds). 30 components did as well as 50; 100, whitened components and the
-#: refined views read from components did worse (2 seeds).
-INPUT_FEATURES = ("auto", "pca", "scaled", "log", "counts")
 
 
 def default_batch_size(n_cells: int) -> int:
@@ -151,8 +127,12 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         AnnData registered with :meth:`setup_anndata`.
     n_clusters
         Number of clusters (k-means on the L2-normalised embedding); ``None`` uses Leiden.
+    mask_var
+        The genes to train on: the name of a boolean ``var`` column (such as ``"highly_variable"``)
+        or a boolean array over the genes. ``None`` chooses ``n_top_genes`` genes.
     n_top_genes
-        Number of highly variable genes (Seurat flavour); ``None`` uses all genes.
+        Without ``mask_var``: number of most variable genes (Seurat flavour) the model uses, all
+        genes when there are fewer; ``None`` uses all genes. Genes with no counts are never used.
     n_neighbors
         Neighbours per cell of the expression or spatial kNN graph; ``None`` gives
         :data:`EXPRESSION_N_NEIGHBORS` (10) for an expression graph and :data:`SPATIAL_N_NEIGHBORS`
@@ -228,7 +208,8 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         adata: ad.AnnData | None = None,
         n_clusters: int | None = None,
         *,
-        n_top_genes: int | None = 2000,
+        mask_var: np.ndarray | str | None = None,
+        n_top_genes: int | None = DEFAULT_N_TOP_GENES,
         n_neighbors: int | None = None,
         metric: str = "euclidean",
         n_gene_neighbors: int = 5,
@@ -250,12 +231,8 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         super().__init__(adata, registry)
         n_vars = self.adata.n_vars
         n_obs = self.adata.n_obs
-        if n_top_genes is not None and not 0 < n_top_genes <= n_vars:
-            msg = (
-                f"n_top_genes={n_top_genes} must be between 1 and the number of genes ({n_vars}); "
-                "pass n_top_genes=None to use all genes."
-            )
-            raise ValueError(msg)
+        check_n_top_genes(n_top_genes)
+        mask_var = gene_mask(self.adata.var, mask_var)  # the array is what the saved parameters keep
         check_cluster_count(n_clusters, n_obs)
         check_non_negative(alpha=alpha, beta=beta)
         check_positive(temperature=temperature, resolution=resolution, n_hidden=n_hidden, n_descriptors=n_descriptors)
@@ -280,7 +257,8 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
             msg = f"mnn_neighbors={mnn_neighbors} must be 0 (no links between slices) or more."
             raise ValueError(msg)
         self.mnn_neighbors = int(mnn_neighbors)
-        n_input = n_vars if n_top_genes is None else n_top_genes
+        n_input = planned_gene_count(n_vars, mask_var, n_top_genes)
+        self._gene_mask = mask_var
         self.n_clusters = n_clusters
         self.n_top_genes = n_top_genes
         self.n_neighbors = n_neighbors
@@ -311,19 +289,17 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
             )
             raise ValueError(msg)
         n_refined = n_refined or n_clusters or 16
-        self.n_descriptors = min(n_descriptors, n_input, n_obs - 1)
-        self.module = SCRCLModule(
-            n_input,
-            n_hidden=n_hidden,
-            n_refined=n_refined,
-            n_descriptors=self.n_descriptors,
-            dropout=dropout,
-            temperature=temperature,
-            alpha=alpha,
-            beta=beta,
-            n_view_input=self.n_descriptors if input_features == "pca" else None,
-            n_batch=n_batch,
-        )
+        self._n_descriptors_asked = n_descriptors
+        self._module_options = {
+            "n_hidden": n_hidden,
+            "n_refined": n_refined,
+            "dropout": dropout,
+            "temperature": temperature,
+            "alpha": alpha,
+            "beta": beta,
+            "n_batch": n_batch,
+        }
+        self.module = self._new_module(n_input)
         self.is_prepared_ = False
         self.n_clusters_: int | None = None
         self.selected_genes_: np.ndarray | None = None
@@ -335,6 +311,12 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
             f"representation={representation!r}, input_features={self.input_features!r}"
         )
         self.init_params_ = self._get_init_params(locals())
+
+    def _new_module(self, n_input: int) -> SCRCLModule:
+        """A fresh module reading ``n_input`` genes (its gene descriptors cannot outnumber genes or cells)."""
+        self.n_descriptors = min(self._n_descriptors_asked, n_input, self.adata.n_obs - 1)
+        view_input = self.n_descriptors if self.input_features == "pca" else None
+        return SCRCLModule(n_input, n_descriptors=self.n_descriptors, n_view_input=view_input, **self._module_options)
 
     # ------------------------------------------------------------------------------------ setup
     @classmethod
@@ -448,10 +430,10 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
         layer = self._setup_args["layer"]
         matrix = counts_matrix(self.adata, layer)
         statistics = scan_counts(matrix, source=describe_source(layer))
-        if self.n_top_genes is None:
-            gene_index = np.arange(matrix.shape[1])
-        else:
-            gene_index = select_top_genes(statistics, self.n_top_genes)
+        gene_index = choose_genes(statistics, self._gene_mask, self.n_top_genes)
+        if len(gene_index) != len(self.module.gene_index):  # genes without counts left out: a narrower input
+            self.module = self._new_module(len(gene_index))
+            self.init_params_ = with_chosen_genes(self.init_params_, gene_index, matrix.shape[1])
         median = statistics.median_library_size
         module = self.module
         codes = self._batch_codes(self.adata)

@@ -12,14 +12,22 @@ from scanpy import logging as logg
 from scvi.model.base import UnsupervisedTrainingMixin
 
 from atlasclust._checkpoints import checkpoint_folder
+from atlasclust._constants import DEFAULT_N_TOP_GENES, HIGHLY_VARIABLE_IF_PRESENT, SCRCL_RESOLUTION
 from atlasclust._guards import halving_batch_size_on_oom
 from atlasclust._quiet import lightning_info_as_scanpy
 from atlasclust._reproducibility import deterministic_mode
 from atlasclust._validate import check_keywords, keyword_names, trainer_keywords
-from atlasclust.data import check_batch_column, counts_matrix, raw_counts_hint, training_view
+from atlasclust.data import (
+    check_batch_column,
+    counts_matrix,
+    default_mask_var,
+    gene_mask,
+    raw_counts_hint,
+    training_view,
+)
 from atlasclust.pp._graphs import check_coordinates, spatial_majority_vote
 from atlasclust.scrcl import SCRCL
-from atlasclust.scrcl._model import DEFAULT_RESOLUTION, default_batch_size
+from atlasclust.scrcl._model import default_batch_size
 
 from ._results import cluster_categorical, package_versions, storable, write_clustering
 
@@ -39,14 +47,15 @@ def scrcl(
     library_key: str | None = None,
     n_neighbors: int | None = None,
     n_gene_neighbors: int = 5,
-    n_top_genes: int | None = 2000,
+    mask_var: np.ndarray | str | None = HIGHLY_VARIABLE_IF_PRESENT,
+    n_top_genes: int | None = DEFAULT_N_TOP_GENES,
     n_hidden: int = 256,
     temperature: float = 1.0,
     alpha: float = 100.0,
     beta: float = 1.0,
     smoothing: tuple[int, int] | None = None,
     graph_normalization: str = "auto",
-    resolution: float = DEFAULT_RESOLUTION,
+    resolution: float = SCRCL_RESOLUTION,
     representation: str = "views",
     smooth_labels: int = 0,
     max_epochs: int | None = None,
@@ -103,9 +112,15 @@ def scrcl(
         and 15 with ``spatial_key``.
     n_gene_neighbors
         Neighbours per gene of the gene graph (the gene itself included).
+    mask_var
+        The genes to train on, as in :func:`scanpy.pp.pca`: the name of a boolean ``var`` column or
+        a boolean array over the genes. By default ``var["highly_variable"]`` when it exists (from
+        :func:`scanpy.pp.highly_variable_genes`; an info message says so); ``None`` or no such
+        column: the ``n_top_genes`` most variable genes.
     n_top_genes
-        Number of highly variable genes (Seurat flavour), at most the number of genes; ``None``
-        uses all genes (for a panel of fewer than 2000 genes, as targeted spatial assays measure).
+        Without a gene selection: the number of most variable genes (Seurat flavour) to use, all
+        genes when there are fewer (targeted panels have a few hundred); ``None`` uses all genes.
+        Genes with no counts in any cell are left out either way (an info message says how many).
     n_hidden
         Width of both views.
     temperature
@@ -217,6 +232,9 @@ def scrcl(
     if batch_key is not None:
         check_batch_column(adata, batch_key)
     check_keywords("tl.scrcl", kwargs, _ACCEPTED_KEYWORDS)
+    mask_var = default_mask_var(adata.var, mask_var)
+    genes = gene_mask(adata.var, mask_var)  # a clear error for a bad selection, before any work
+    arguments["mask_var"] = mask_var if genes is None or isinstance(mask_var, str) else "boolean array"
     model_options = {k: v for k, v in kwargs.items() if k in _MODEL_OPTIONS}
     train_options = {k: v for k, v in kwargs.items() if k not in _MODEL_OPTIONS}
 
@@ -237,6 +255,7 @@ def scrcl(
         model = SCRCL(
             view,
             n_clusters,
+            mask_var=genes,
             n_top_genes=n_top_genes,
             n_neighbors=n_neighbors,
             n_gene_neighbors=n_gene_neighbors,
