@@ -34,4 +34,6 @@ def test_quick_start_runs(tmp_path, monkeypatch):
     assert len(namespace["labels"]) == 300
     assert namespace["adata"].obs["scrcl"].nunique() > 1
     assert namespace["spots"].obs["scrcl"].nunique() > 1
-    assert (tmp_path / "zeisel_bgformer").is_dir()
+    assert (tmp_path / "pbmc3k_bgformer").is_dir()
+    adata = namespace["adata"]
+    assert list(adata.uns["bgformer"]["genes"]) == list(adata.var_names[adata.var["highly_variable"]])

@@ -1,6 +1,6 @@
-"""Datasets: a small real labelled dataset shipped with the package, and count simulators."""
+"""Datasets: two small real labelled datasets shipped with the package, and count simulators."""
 
+from ._shipped import pbmc3k, zeisel
 from ._simulate import simulate, simulate_tissue
-from ._zeisel import zeisel
 
-__all__ = ["simulate", "simulate_tissue", "zeisel"]
+__all__ = ["pbmc3k", "simulate", "simulate_tissue", "zeisel"]
