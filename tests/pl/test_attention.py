@@ -13,6 +13,12 @@ def _heatmaps(figure):
     return [ax for ax in figure.axes if ax.images]
 
 
+def _row_labels(figure):
+    """The group names along the rows, on the strip of group colours."""
+    strip = next(ax for ax in figure.axes if ax.patches and not ax.images)
+    return [t.get_text() for t in strip.get_yticklabels()]
+
+
 def test_one_panel_per_head_rows_are_clusters(clustered, tmp_path):
     adata, _ = clustered
     figure = ac.pl.attention_heatmap(adata, show=False, return_fig=True)
@@ -53,9 +59,7 @@ def test_groupby_from_stored_attention_matches_the_model(clustered):
     for a, b in zip(_heatmaps(from_stored), _heatmaps(from_model), strict=True):
         assert a.images[0].get_array().shape == (adata.obs["cell_type"].nunique(), 16)
         np.testing.assert_allclose(a.images[0].get_array(), b.images[0].get_array(), atol=2e-3)
-    assert [t.get_text() for t in _heatmaps(from_stored)[0].get_yticklabels()] == sorted(
-        adata.obs["cell_type"].unique()
-    )
+    assert _row_labels(from_stored) == sorted(adata.obs["cell_type"].unique())
     plt.close("all")
     with pytest.raises(KeyError, match="store_attention=True"):
         ac.pl.attention_heatmap(without, groupby="cell_type", show=False)
@@ -117,7 +121,7 @@ def test_clusters_renamed_or_merged_after_the_run_are_averaged_again(clustered):
     adata.obs["bgformer"] = adata.obs["bgformer"].astype(str).map(names)  # plain strings, as a map leaves them
     figure = ac.pl.attention_heatmap(adata, show=False, return_fig=True)
     panel = _heatmaps(figure)[0]
-    assert [t.get_text() for t in panel.get_yticklabels()] == ["B", "Mono", "T"]
+    assert _row_labels(figure) == ["B", "Mono", "T"]
     per_cell = adata.obsm["bgformer_attention"].astype(np.float64).reshape(adata.n_obs, 4, 16)[:, 0]
     order = anchor_order(np.asarray(adata.uns["bgformer"]["anchors"]))
     for row, name in enumerate(["B", "Mono", "T"]):
@@ -155,3 +159,34 @@ def test_a_result_without_attention_is_named_as_such(clustered):
     adata.uns["rcl"] = {"params": {}}
     with pytest.raises(KeyError, match=r"'rcl' has no attention: only ac.tl.bgformer.*key_added \['bgformer'\]"):
         ac.pl.attention_heatmap(adata, key="rcl", show=False)
+
+
+def test_show_false_returns_the_axes_and_rows_carry_group_colours(clustered):
+    adata, _ = clustered
+    adata = adata.copy()
+    types = sorted(adata.obs["cell_type"].unique())
+    adata.uns["cell_type_colors"] = ["#ff0000", "#00ff00", "#0000ff", "#000000"][: len(types)]  # as scanpy sets them
+    axes = ac.pl.attention_heatmap(adata, groupby="cell_type", heads=[0, 2], show=False)
+    assert set(axes) == {"head_0", "head_2", "groupby_ax", "colorbar_ax"}
+    assert axes["head_2"].get_title() == "head 2"
+    strip = axes["groupby_ax"]
+    assert [t.get_text() for t in strip.get_yticklabels()] == types
+    drawn = [matplotlib.colors.to_hex(bar.get_facecolor()) for bar in strip.patches]
+    assert drawn == adata.uns["cell_type_colors"]
+    plt.close("all")
+    one = ac.pl.attention_heatmap(adata, heads=[1], show=False)  # scanpy's palette without stored colours
+    assert len(one["groupby_ax"].patches) == adata.obs["bgformer"].nunique()
+    plt.close("all")
+
+
+def test_colour_scale_spans_the_values_drawn_unless_given(clustered):
+    adata, _ = clustered
+    axes = ac.pl.attention_heatmap(adata, show=False)
+    images = [axes[f"head_{h}"].images[0] for h in range(4)]
+    values = np.concatenate([np.asarray(image.get_array()).ravel() for image in images])
+    assert images[0].get_clim() == pytest.approx((values.min(), values.max()))
+    assert values.min() > 0  # mean attention: a scale forced to start at 0 would waste most of it
+    plt.close("all")
+    axes = ac.pl.attention_heatmap(adata, vmin=0.0, vmax=0.5, show=False)
+    assert axes["head_0"].images[0].get_clim() == (0.0, 0.5)
+    plt.close("all")

@@ -8,6 +8,7 @@ import anndata as ad
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import scanpy as sc
 from scipy.cluster.hierarchy import leaves_list, linkage
 
 from ._utils import finish, require_result
@@ -21,6 +22,8 @@ def attention_heatmap(
     heads: Sequence[int] | None = None,
     model=None,
     standard_scale: str | None = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
     cmap: str = "viridis",
     figsize: tuple[float, float] | None = None,
     ax: plt.Axes | None = None,
@@ -56,6 +59,10 @@ def attention_heatmap(
         (within each head), which shows which groups read an anchor most even where every group's
         attention is close to uniform; ``"group"`` scales each row to 0–1 over the anchors;
         ``None`` draws the mean attention itself.
+    vmin, vmax
+        Ends of the colour scale, shared by the panels; by default the lowest and highest value
+        drawn (mean attention rarely comes near zero, so a scale forced to start there would hide
+        the differences).
     cmap
         Colour map of the heatmaps.
     figsize
@@ -72,7 +79,13 @@ def attention_heatmap(
 
     Returns
     -------
-    The figure when ``return_fig=True``, else ``None``.
+    The figure when ``return_fig=True``; with ``show=False`` a dict of its Axes, as
+    :func:`scanpy.pl.heatmap` returns: ``"head_0"``, ``"head_1"``, … (the heatmaps),
+    ``"groupby_ax"`` (the strip of group colours, which carries the group names) and
+    ``"colorbar_ax"``; otherwise ``None``.
+
+    A strip along the rows shows each group's colour, from ``adata.uns[groupby + "_colors"]``
+    when scanpy has set them (as its plots of that column do), else scanpy's default palette.
     """
     require_result(adata, key, obs=True, uns="attention")
     result = adata.uns[key]
@@ -98,24 +111,55 @@ def attention_heatmap(
     order = anchor_order(np.asarray(result["anchors"]) if "anchors" in result else attention.mean(axis=(0, 1))[:, None])
 
     if ax is None:
-        width = figsize or (3.2 * len(heads) + 1.2, 0.25 * len(groups) + 1.8)
-        figure, axes = plt.subplots(1, len(heads), figsize=width, squeeze=False, layout="constrained")
-        axes = list(axes[0])
+        size = figsize or (3.2 * len(heads) + 1.6, 0.25 * len(groups) + 1.8)
+        figure = plt.figure(figsize=size, layout="constrained")
+        grid = figure.add_gridspec(1, len(heads) + 1, width_ratios=[0.12] + [3.2] * len(heads))
+        strip = figure.add_subplot(grid[0, 0])
+        panels = [figure.add_subplot(grid[0, i + 1], sharey=strip) for i in range(len(heads))]
     else:
-        figure, axes = ax.figure, [ax]
-    vmax = float(shown[:, heads].max())
-    for panel, head in zip(axes, heads, strict=True):
+        figure, panels = ax.figure, [ax]
+        strip = ax.inset_axes((-0.06, 0.0, 0.04, 1.0), sharey=ax)
+    drawn = shown[:, heads]
+    vmin = float(drawn.min()) if vmin is None else vmin
+    vmax = float(drawn.max()) if vmax is None else vmax
+    for panel, head in zip(panels, heads, strict=True):
         image = panel.imshow(
-            shown[:, head][:, order], aspect="auto", cmap=cmap, vmin=0.0, vmax=vmax, interpolation="nearest"
+            shown[:, head][:, order], aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest"
         )
         panel.set_title(f"head {head}")
         panel.set_xlabel("anchors (similar ones together)")
         panel.set_xticks([])
-        panel.set_yticks(range(len(groups)), labels=[str(g) for g in groups] if panel is axes[0] else [])
-    axes[0].set_ylabel(title)
+        panel.tick_params(axis="y", left=False, labelleft=False)
+    _group_strip(strip, groups, _group_colors(adata, groupby, groups))
+    strip.set_ylabel(title)
     label = "mean attention" + ("" if standard_scale is None else f", scaled per {standard_scale}")
-    figure.colorbar(image, ax=axes, label=label, shrink=0.8)
-    return finish(figure, f"attention_heatmap_{key}", show=show, save=save, return_fig=return_fig)
+    colorbar = figure.colorbar(image, ax=panels, label=label, shrink=0.8)
+    axes = {f"head_{head}": panel for head, panel in zip(heads, panels, strict=True)}
+    axes |= {"groupby_ax": strip, "colorbar_ax": colorbar.ax}
+    return finish(figure, f"attention_heatmap_{key}", show=show, save=save, return_fig=return_fig, axes=axes)
+
+
+def _group_colors(adata: ad.AnnData, groupby: str, groups: list) -> list:
+    """A colour per group: scanpy's ``uns[groupby + "_colors"]`` when it matches the column, else its default palette."""
+    stored = adata.uns.get(f"{groupby}_colors")
+    categories = list(pd.Categorical(adata.obs[groupby]).categories) if groupby in adata.obs else groups
+    if stored is not None and len(stored) == len(categories):
+        by_group = dict(zip(map(str, categories), stored, strict=True))
+    else:
+        palette = sc.pl.palettes.default_20 if len(categories) <= 20 else sc.pl.palettes.default_102
+        by_group = {str(c): palette[i % len(palette)] for i, c in enumerate(categories)}
+    return [by_group.get(str(g), "lightgray") for g in groups]
+
+
+def _group_strip(strip: plt.Axes, groups: list, colors: list) -> None:
+    """One coloured cell per row (drawn as bars, so that the heatmaps stay the figure's only images)."""
+    strip.barh(range(len(groups)), 1.0, height=1.0, color=colors)
+    strip.set_xlim(0, 1)
+    strip.set_ylim(len(groups) - 0.5, -0.5)  # first group on top, as imshow draws rows
+    strip.set_xticks([])
+    strip.set_yticks(range(len(groups)), labels=[str(g) for g in groups])
+    for side in ("top", "right", "bottom"):
+        strip.spines[side].set_visible(False)
 
 
 def _scaled(attention: np.ndarray, *, axis: int) -> np.ndarray:

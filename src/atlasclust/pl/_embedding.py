@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import anndata as ad
-import numpy as np
-import pandas as pd
 import scanpy as sc
 
 from ._utils import neighbors_key, require_result, umap_key
@@ -17,7 +15,8 @@ def embedding(adata: ad.AnnData, key: str = "bgformer", *, color: str | list[str
     keys (``uns["<key>_neighbors"]``, ``obsp["<key>_neighbors_connectivities"]``,
     ``obsp["<key>_neighbors_distances"]``, ``obsm["X_<key>_umap"]``), so the user's
     ``neighbors`` and ``X_umap`` are never overwritten. They are computed from the embedding
-    alone: the counts are neither read nor copied, and a backed AnnData works as well.
+    alone: the counts are neither read nor copied, and a backed AnnData works as well. scanpy
+    also records the UMAP's parameters in ``uns["X_<key>_umap"]``.
 
     Parameters
     ----------
@@ -42,20 +41,11 @@ def embedding(adata: ad.AnnData, key: str = "bgformer", *, color: str | list[str
 
 
 def _store_umap(adata: ad.AnnData, key: str) -> None:
-    """Neighbours and UMAP of ``obsm["X_<key>"]``, computed on an AnnData holding only the embedding.
+    """Neighbours and UMAP of ``obsm["X_<key>"]`` by scanpy, under keys of their own.
 
-    scanpy's UMAP writes ``obsm["X_umap"]`` unless it works on a copy, and a copy of the user's
-    object would hold all its counts (and fails on a backed one); the light object holds none.
+    ``neighbors_key`` and ``key_added`` keep the user's ``neighbors`` and ``X_umap`` (and the results
+    in ``uns[key]``, and scRCL's ``obsp`` graph) as they are; only the embedding is read.
     """
-    # own neighbours key: key_added=key would replace uns[key] (the results) and scRCL's obsp graph
     neighbors = neighbors_key(key)
-    light = ad.AnnData(
-        obs=pd.DataFrame(index=pd.RangeIndex(adata.n_obs).astype(str)),
-        obsm={"X_embedding": np.asarray(adata.obsm[f"X_{key}"])},
-    )
-    sc.pp.neighbors(light, use_rep="X_embedding", key_added=neighbors)
-    sc.tl.umap(light, neighbors_key=neighbors)
-    adata.uns[neighbors] = light.uns[neighbors]
-    for name in ("connectivities", "distances"):
-        adata.obsp[f"{neighbors}_{name}"] = light.obsp[f"{neighbors}_{name}"]
-    adata.obsm[umap_key(key)] = light.obsm["X_umap"]
+    sc.pp.neighbors(adata, use_rep=f"X_{key}", key_added=neighbors)
+    sc.tl.umap(adata, neighbors_key=neighbors, key_added=umap_key(key))

@@ -80,7 +80,9 @@ def marker_dotplot(
 
     Returns
     -------
-    The :class:`scanpy.pl.DotPlot` when ``return_fig=True``, else ``None``.
+    The :class:`scanpy.pl.DotPlot` when ``return_fig=True``; with ``show=False`` the dict of its
+    Axes (``"mainplot_ax"``, ``"size_legend_ax"``, …), as :func:`scanpy.pl.dotplot` returns;
+    otherwise ``None``.
     """
     require_result(adata, key, obs=True)
     groupby = key if groupby is None else groupby
@@ -115,7 +117,7 @@ def marker_dotplot(
     if return_fig:
         return plot
     plot.make_figure()
-    return finish(plot.fig, f"marker_dotplot_{key}", show=show, save=save, return_fig=False)
+    return finish(plot.fig, f"marker_dotplot_{key}", show=show, save=save, return_fig=False, axes=plot.get_axes())
 
 
 def _reusable(previous: dict | None, *, groupby: str, method: str, groups: pd.Series, sample: dict) -> bool:

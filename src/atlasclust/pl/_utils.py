@@ -5,6 +5,7 @@ from __future__ import annotations
 import anndata as ad
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+from scanpy import settings
 from scanpy.pl._utils import savefig_or_show
 
 
@@ -32,7 +33,7 @@ def derived_keys(key: str) -> dict[str, list[str]]:
     return {
         "obsm": [umap_key(key)],
         "obsp": [f"{neighbors}_connectivities", f"{neighbors}_distances"],
-        "uns": [neighbors, markers_key(key)],
+        "uns": [neighbors, umap_key(key), markers_key(key)],  # sc.tl.umap's parameters go under its key_added
     }
 
 
@@ -68,8 +69,14 @@ def _result_keys(adata: ad.AnnData) -> list[str]:
     ]
 
 
-def finish(figure: Figure, writekey: str, *, show: bool | None, save: bool | str | None, return_fig: bool):
-    """Save and/or show ``figure`` as scanpy does; return it when asked, else ``None``."""
+def finish(figure: Figure, writekey: str, *, show: bool | None, save: bool | str | None, return_fig: bool, axes):
+    """Save and/or show ``figure`` as scanpy does, and return what scanpy's plots return.
+
+    The figure with ``return_fig``; ``axes`` (what was drawn) when the figure is not shown
+    (``show=False``, or scanpy's ``autoshow`` off); ``None`` once it was shown.
+    """
     plt.figure(figure.number)  # scanpy saves the current figure
     savefig_or_show(writekey, show=False if return_fig else show, save=save)
-    return figure if return_fig else None
+    if return_fig:
+        return figure
+    return None if (settings.autoshow if show is None else show) else axes

@@ -1,0 +1,47 @@
+import matplotlib
+
+matplotlib.use("agg")
+import matplotlib.pyplot as plt
+import pytest
+import scanpy as sc
+
+import atlasclust as ac
+from atlasclust.pl._utils import derived_keys, finish
+
+
+@pytest.mark.parametrize("helper", ["embedding", "attention_heatmap", "marker_dotplot"])
+def test_every_helper_returns_what_it_drew_with_show_false_as_scanpy_does(clustered, helper):
+    adata, _ = clustered
+    drawn = getattr(ac.pl, helper)(adata.copy(), show=False)
+    axes = drawn.values() if isinstance(drawn, dict) else drawn if isinstance(drawn, list) else [drawn]
+    assert axes and all(isinstance(ax, plt.Axes) for ax in axes)
+    plt.close("all")
+
+
+def test_finish_returns_the_figure_the_axes_or_nothing_once_shown(monkeypatch):
+    figure, ax = plt.subplots()
+    assert finish(figure, "x", show=False, save=None, return_fig=True, axes=ax) is figure
+    assert finish(figure, "x", show=False, save=None, return_fig=False, axes=ax) is ax
+    monkeypatch.setattr(plt, "show", lambda *args, **kwargs: None)
+    assert finish(figure, "x", show=True, save=None, return_fig=False, axes=ax) is None
+    autoshow = sc.settings.autoshow
+    sc.settings.autoshow = False  # scanpy's autoshow off: nothing shown, the axes back
+    try:
+        assert finish(figure, "x", show=None, save=None, return_fig=False, axes=ax) is ax
+    finally:
+        sc.settings.autoshow = autoshow
+    plt.close("all")
+
+
+def test_a_new_run_makes_every_derived_key_stale(clustered):
+    adata, _ = clustered
+    adata = adata.copy()
+    ac.pl.embedding(adata, show=False)
+    ac.pl.marker_dotplot(adata, show=False)
+    plt.close("all")
+    derived = derived_keys("bgformer")
+    for slot, names in derived.items():
+        assert set(names) <= set(getattr(adata, slot)), slot  # every key the helpers wrote is listed
+    ac.tl.bgformer(adata, 4, n_top_genes=150, n_latent=16, n_anchors=8, max_epochs=2, enable_progress_bar=False)
+    for slot, names in derived.items():
+        assert not set(names) & set(getattr(adata, slot)), slot
