@@ -60,3 +60,20 @@ def quiet_fit() -> Iterator[None]:
             "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
         )
         yield
+
+
+#: scvi-tools' logger: at every load it logs "File …/model.pt already downloaded" at info level.
+SCVI_LOGGER = "scvi"
+
+
+@contextmanager
+def quiet_scvi() -> Iterator[None]:
+    """Within this block, scvi-tools logs info lines only when scanpy's verbosity is info or more."""
+    logger = logging.getLogger(SCVI_LOGGER)
+    level = logger.level
+    if settings.verbosity < Verbosity.info:
+        logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

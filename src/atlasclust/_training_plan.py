@@ -17,7 +17,8 @@ class TrainingPlan(ScviTrainingPlan):
     step's arithmetic. Here the training metrics are summed on the device, weighted by the cells
     of each batch, and logged once, after the epoch's last batch, under scvi-tools' names
     (``train_loss``, ``elbo_train``, ``reconstruction_loss_train`` and ``<metric>_train``), so
-    the history is the same as scvi-tools would give. Validation keeps scvi-tools' own code.
+    the history is the same as scvi-tools would give (without the reconstruction terms for a
+    module that has none, :attr:`has_reconstruction`). Validation keeps scvi-tools' own code.
 
     scvi-tools computes and logs its validation metrics under :func:`torch.inference_mode`. With
     ``sync_dist`` on the gloo backend (DDP on CPUs), Lightning averages them by dividing in place,
@@ -33,6 +34,11 @@ class TrainingPlan(ScviTrainingPlan):
     Lightning's set-up, and so holds what the first batches cost (data-loader workers start
     reading before an epoch's first hook runs, so a timer started there would miss it).
     """
+
+    #: Whether the module's loss has scvi-tools' reconstruction and KL terms. Without them (scRCL's
+    #: contrastive losses) ``reconstruction_loss_train``, ``kl_local_train`` and ``elbo_train`` would
+    #: be rows of zeros in the history, so they are not logged.
+    has_reconstruction = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -62,15 +68,15 @@ class TrainingPlan(ScviTrainingPlan):
             if isinstance(value, torch.Tensor) and value.dim() == 0
         }
         # atlasclust's modules have no global KL term, the one scvi-tools averages per batch, not per cell
-        names = ("train_loss", "reconstruction_loss_train", "kl_local_train") + tuple(f"{key}_train" for key in extra)
-        per_cell = torch.stack(
-            [
-                loss_output.loss.detach(),
+        terms = ("reconstruction_loss_train", "kl_local_train") if self.has_reconstruction else ()
+        names = ("train_loss", *terms) + tuple(f"{key}_train" for key in extra)
+        values = [loss_output.loss.detach()]
+        if self.has_reconstruction:
+            values += [
                 loss_output.reconstruction_loss_sum.detach() / n_cells,
                 loss_output.kl_local_sum.detach() / n_cells,
-                *(value.detach().float() for value in extra.values()),
             ]
-        )
+        per_cell = torch.stack([*values, *(value.detach().float() for value in extra.values())])
         sums, cells = self._epoch_sums.get(names, (0.0, 0))
         self._epoch_sums[names] = (sums + per_cell * n_cells, cells + n_cells)
         return loss_output.loss

@@ -18,7 +18,6 @@ from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField, NumericalObsField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
-from scvi.model.base._save_load import _load_saved_files
 from sklearn.metrics import pairwise_distances_argmin
 
 from atlasclust._assign import cluster_centers, history_frame, join_history, set_aside_history
@@ -26,7 +25,9 @@ from atlasclust._checkpoints import PhaseCheckpoint, phase_checkpoint, training_
 from atlasclust._constants import BGFORMER_RESOLUTION as DEFAULT_RESOLUTION
 from atlasclust._constants import CENTER_INITS, DEFAULT_N_TOP_GENES
 from atlasclust._guards import with_trainer_guard
-from atlasclust._quiet import quiet_fit
+from atlasclust._loading import load_saved_model
+from atlasclust._progress import RunProgressBar
+from atlasclust._quiet import quiet_fit, quiet_scvi
 from atlasclust._validate import as_int, check_cluster_count, check_fraction, check_non_negative, check_positive
 from atlasclust.data import (
     BlockShuffleDataSplitter,
@@ -280,7 +281,8 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         view = training_view(adata, self._layer, obs_keys=(self._batch_key,))
         if self._batch_key is not None:
             check_batch_column(view, self._batch_key, known=saved_batches(self.registry_))
-        return self._validate_anndata(view)
+        with quiet_scvi():  # scvi-tools would say at info level that it transfers the setup
+            return self._validate_anndata(view)
 
     # ------------------------------------------------------------------------------------ training
     def _fit_input_transform(self) -> None:
@@ -403,7 +405,7 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
             read several times faster; keep ``batch_size / shuffle_block_size`` large (say 64 or
             more) so that a batch still mixes many parts of the file. One device only.
         enable_progress_bar
-            Show Lightning's progress bar.
+            Show one progress bar for the whole run (both phases).
         random_state
             Seed of the anchor and centre initialisation.
         checkpoint_dir
@@ -455,6 +457,7 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
             "load_sparse_tensor": self._is_sparse(),
             "early_stopping": early_stopping,
             "enable_progress_bar": enable_progress_bar,
+            "simple_progress_bar": False,  # one bar for both phases instead of scvi-tools' one per fit
             "datasplitter_kwargs": {"num_workers": num_workers, "drop_last": drop_last},
             "plan_kwargs": {"optimizer": "AdamW", "lr": lr, "weight_decay": weight_decay, "eps": 1e-8}
             | (plan_kwargs or {}),
@@ -495,12 +498,17 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         pretrain = phase_checkpoint(checkpoint_dir, "pretrain", fingerprint)
         cluster = phase_checkpoint(checkpoint_dir, "cluster", fingerprint)
 
-        def fit(epochs: int, phase: PhaseCheckpoint) -> pd.DataFrame:
+        progress = RunProgressBar(max_epochs) if enable_progress_bar else None
+
+        def fit(epochs: int, phase: PhaseCheckpoint, name: str, epochs_before: int) -> pd.DataFrame:
             if phase.finished(epochs):  # a fit of no epochs would still draw random numbers
                 return phase.restore(self.module)
             # a fresh callback list per fit: scvi-tools appends its progress bar to the list it is given
             kwargs = with_trainer_guard(fit_kwargs, "BGFormer", lr) | phase.trainer_kwargs
             kwargs["callbacks"] += phase.callbacks
+            if progress is not None:
+                progress.start_phase(name, epochs_before)
+                kwargs["callbacks"].append(progress)
             self.history_, self.is_trained_ = None, False  # this phase's history alone
             self.module.train()  # Lightning keeps the mode it finds the module in
             start = time.perf_counter()
@@ -518,7 +526,7 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
         self.module.clustering_active = False
         try:
             if cluster.loaded is None:
-                pretrain_history = fit(n_pretrain, pretrain)
+                pretrain_history = fit(n_pretrain, pretrain, "pretrain", 0)
                 self._initialize_clusters(init_cells, batch_size, random_state)
             else:  # the clustering phase had begun: its checkpoint holds the centres, the weights and the generators
                 pretrain_history = pretrain.saved_history()
@@ -527,11 +535,13 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
             self.module.clustering_active = True
             history = [pretrain_history.assign(phase="pretrain")]
             if max_epochs > n_pretrain:
-                history.append(fit(max_epochs - n_pretrain, cluster).assign(phase="cluster"))
+                history.append(fit(max_epochs - n_pretrain, cluster, "cluster", n_pretrain).assign(phase="cluster"))
         except BaseException:
             self.release_device_data()
             raise
         finally:
+            if progress is not None:
+                progress.close()
             if on_device:  # the trainer keeps its data module: only our reference may hold the copy now
                 fit_kwargs["datamodule"].release()
         self.module.eval()
@@ -778,25 +788,22 @@ class BGFormer(UnsupervisedTrainingMixin, BaseModelClass):
 
     # ------------------------------------------------------------------------------------ save / load
     @classmethod
-    def load(cls, dir_path: str, adata: ad.AnnData, **kwargs) -> BGFormer:
-        """Load a saved model for ``adata``, which must have the training genes in the same order.
+    def load(cls, dir_path: str, adata: ad.AnnData | None = None, **kwargs) -> BGFormer:
+        """Load a saved model, for ``adata`` or for the AnnData saved with it.
 
-        ``adata`` itself is not modified: the model registers a light view of it.
+        ``adata`` itself is not modified: the model registers a light view of it. Nothing is
+        printed at scanpy's default verbosity.
 
         Parameters
         ----------
         dir_path
             Folder written by :meth:`save`.
         adata
-            AnnData with the same genes (and counts in the same layer) as the training data.
+            AnnData with the training genes in the same order, counts in the same layer (and
+            the batch column). ``None``: the AnnData saved with the model
+            (``save(…, save_anndata=True)``), as in scvi-tools.
         **kwargs
             Passed to :meth:`scvi.model.base.BaseModelClass.load` (e.g. ``accelerator``).
         """
-        _, var_names, _, _ = _load_saved_files(dir_path, load_adata=False, map_location="cpu")
-        check_same_genes(pd.Index(var_names), adata)
-        registry = cls.load_registry(dir_path)
-        batch_key = registry["setup_args"].get("batch_key")
-        view = training_view(adata, registry["setup_args"]["layer"], obs_keys=(batch_key,))
-        if (batches := saved_batches(registry)) is not None:
-            check_batch_column(view, batch_key, known=batches)
-        return super().load(dir_path, adata=view, **kwargs)
+        model = load_saved_model(cls, dir_path, adata, **kwargs)
+        return model

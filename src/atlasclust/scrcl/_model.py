@@ -15,7 +15,6 @@ from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, NumericalObsField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
-from scvi.model.base._save_load import _load_saved_files
 from sklearn.decomposition import PCA
 from sklearn.neighbors import VALID_METRICS
 
@@ -29,8 +28,8 @@ from atlasclust._constants import (
 )
 from atlasclust._constants import SCRCL_RESOLUTION as DEFAULT_RESOLUTION
 from atlasclust._guards import with_trainer_guard
+from atlasclust._loading import load_saved_model
 from atlasclust._quiet import quiet_fit
-from atlasclust._training_plan import TrainingPlan
 from atlasclust._validate import as_int, check_cluster_count, check_non_negative, check_positive
 from atlasclust.data import (
     CountStatistics,
@@ -63,6 +62,7 @@ from atlasclust.pp._graphs import spatial_graph as spatial_knn_graph
 
 from ._graph_data import CellGraphData
 from ._module import SCRCLModule
+from ._training import SCRCLTrainingPlan
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
     """
 
     _module_cls = SCRCLModule
-    _training_plan_cls = TrainingPlan
+    _training_plan_cls = SCRCLTrainingPlan
 
     def __init__(
         self,
@@ -795,32 +795,24 @@ class SCRCL(UnsupervisedTrainingMixin, BaseModelClass):
 
     # ------------------------------------------------------------------------------------ save / load
     @classmethod
-    def load(cls, dir_path: str, adata: ad.AnnData, **kwargs) -> SCRCL:
-        """Load a saved model for ``adata`` (same genes in the same order); ``adata`` is not modified.
+    def load(cls, dir_path: str, adata: ad.AnnData | None = None, **kwargs) -> SCRCL:
+        """Load a saved model, for ``adata`` or for the AnnData saved with it.
+
+        ``adata`` itself is not modified: the model registers a light view of it. Nothing is
+        printed at scanpy's default verbosity.
 
         Parameters
         ----------
         dir_path
             Folder written by :meth:`save`.
         adata
-            AnnData with the training genes, counts in the same layer and the same graph source.
+            AnnData with the training genes in the same order, counts in the same layer (and the same graph source:
+            coordinates or obsp key). ``None``: the AnnData saved with the model
+            (``save(…, save_anndata=True)``), as in scvi-tools.
         **kwargs
-            Passed to :meth:`scvi.model.base.BaseModelClass.load`.
+            Passed to :meth:`scvi.model.base.BaseModelClass.load` (e.g. ``accelerator``).
         """
-        _, var_names, _, _ = _load_saved_files(dir_path, load_adata=False, map_location="cpu")
-        check_same_genes(pd.Index(var_names), adata)
-        registry = cls.load_registry(dir_path)
-        setup = registry["setup_args"]
-        view = training_view(
-            adata,
-            setup["layer"],
-            obs_keys=(setup.get("batch_key"),),
-            obsm_keys=(setup["spatial_key"],),
-            obsp_keys=(setup["graph_key"],),
-        )
-        if (batches := saved_batches(registry)) is not None:
-            check_batch_column(view, setup["batch_key"], known=batches)
-        model = super().load(dir_path, adata=view, **kwargs)
+        model = load_saved_model(cls, dir_path, adata, **kwargs)
         model.is_prepared_ = True
         return model
 
