@@ -19,7 +19,7 @@ autosummary_generate = True
 autodoc_member_order = "bysource"
 napoleon_numpy_docstring = True
 napoleon_google_docstring = False
-napoleon_use_rtype = True
+napoleon_use_rtype = False  # a Returns entry renders as "type – description", not a separate "Return type"
 typehints_document_rtype = False
 bibtex_bibfiles = ["references.bib"]
 bibtex_reference_style = "author_year"
@@ -31,5 +31,6 @@ default_role = "literal"
 exclude_patterns = ["_build", "**.ipynb_checkpoints"]
 html_theme = "sphinx_book_theme"
 html_static_path = ["_static"]
+templates_path = ["_templates"]
 html_title = "atlasclust"
 # no intersphinx: the docs build offline; cross-references to other projects render as plain names

@@ -11,7 +11,7 @@ from torch.utils.data import Sampler, default_convert
 
 
 class BlockShuffleSampler(Sampler[list[int]]):
-    """Batches of positions ``0 .. n - 1`` made of whole blocks of ``block_size`` consecutive positions.
+    """Batches of positions ``0`` to ``n - 1`` made of whole blocks of ``block_size`` consecutive positions.
 
     The blocks are shuffled every epoch (with torch's generator, as :class:`torch.utils.data.RandomSampler`
     would); batches then take consecutive blocks. Reading a batch from a backed h5ad file costs about

@@ -169,24 +169,25 @@ def bgformer(
 
     Returns
     -------
-    ``None``, the AnnData (``copy=True``), the model (``return_model=True``) or both as
-    ``(adata, model)``. Written, only once training has succeeded:
+    None, AnnData, model or (AnnData, model)
+        ``None``, the AnnData (``copy=True``), the model (``return_model=True``) or both as
+        ``(adata, model)``. Written only once training has succeeded:
 
-    `adata.obsm['X_bgformer' | 'X_' + key_added]` : :class:`numpy.ndarray` (float32)
-        The embedding, ``cells x n_latent``.
-    `adata.obs['bgformer' | key_added]` : :class:`pandas.Series` (dtype ``category``)
-        Cluster labels ``'0', '1', …``.
-    `adata.obs['bgformer_confidence' | key_added + '_confidence']` : :class:`pandas.Series` (float)
-        Highest soft-assignment probability of each cell.
-    `adata.obsm['bgformer_attention' | key_added + '_attention']` : :class:`numpy.ndarray` (float16)
-        Only with ``store_attention=True``: per-cell attention, ``cells x (heads * anchors)``.
-    `adata.uns['bgformer' | key_added]` : :class:`dict`
-        ``params`` (every argument, the seed, the number of clusters, how the DEC centres started
-        as ``center_start``: ``"kmeans"``, ``"merged"`` or ``"leiden"``, package versions),
-        ``history`` (per-epoch losses), ``attention`` (clusters x heads x anchors mean attention,
-        rows in the order of the label categories), ``attention_clusters`` (the clusters of those
-        rows), ``anchor_usage`` (share of cells nearest to each anchor), ``anchors`` (the anchor
-        vectors) and ``genes`` (the genes the model used).
+        ``adata.obsm["X_bgformer"]`` (``"X_" + key_added``), :class:`numpy.ndarray` (float32)
+            The embedding, ``cells x n_latent``.
+        ``adata.obs["bgformer"]`` (``key_added``), :class:`pandas.Series` (dtype ``category``)
+            Cluster labels ``'0', '1', …``.
+        ``adata.obs["bgformer_confidence"]`` (``key_added + "_confidence"``), :class:`pandas.Series` (float)
+            Highest soft-assignment probability of each cell.
+        ``adata.obsm["bgformer_attention"]`` (``key_added + "_attention"``), :class:`numpy.ndarray` (float16)
+            Only with ``store_attention=True``: per-cell attention, ``cells x (heads * anchors)``.
+        ``adata.uns["bgformer"]`` (``key_added``), :class:`dict`
+            ``params`` (every argument, the seed, the number of clusters, how the DEC centres started
+            as ``center_start``: ``"kmeans"``, ``"merged"`` or ``"leiden"``, package versions),
+            ``history`` (per-epoch losses), ``attention`` (clusters x heads x anchors mean attention,
+            rows in the order of the label categories), ``attention_clusters`` (the clusters of those
+            rows), ``anchor_usage`` (share of cells nearest to each anchor), ``anchors`` (the anchor
+            vectors) and ``genes`` (the genes the model used).
 
     Examples
     --------

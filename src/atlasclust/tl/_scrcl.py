@@ -197,21 +197,22 @@ def scrcl(
 
     Returns
     -------
-    ``None``, the AnnData (``copy=True``), the model (``return_model=True``) or ``(adata, model)``.
-    Written only once training has succeeded:
+    None, AnnData, model or (AnnData, model)
+        ``None``, the AnnData (``copy=True``), the model (``return_model=True``) or ``(adata, model)``.
+        Written only once training has succeeded:
 
-    `adata.obsm['X_scrcl' | 'X_' + key_added]` : :class:`numpy.ndarray` (float32)
-        The embedding ``[E_mlp | E_gcn]`` (``representation="views"``) or ``[Z_mlp | Z_gcn]``
-        (``"refined"``), each half of unit norm.
-    `adata.obs['scrcl' | key_added]` : :class:`pandas.Series` (dtype ``category``)
-        Cluster labels ``'0', '1', …``.
-    `adata.obsp['scrcl_connectivities' | key_added + '_connectivities']` : :class:`scipy.sparse.csr_matrix`
-        The binary cell graph the method used.
-    `adata.varm['scrcl_gene_embedding' | key_added + '_gene_embedding']` : :class:`numpy.ndarray`
-        Learned gene embedding (``NaN`` for genes the model did not use).
-    `adata.uns['scrcl' | key_added]` : :class:`dict`
-        ``params`` (every argument, the seed, versions), ``history`` (per-epoch losses) and
-        ``genes`` (the genes the model used).
+        ``adata.obsm["X_scrcl"]`` (``"X_" + key_added``), :class:`numpy.ndarray` (float32)
+            The embedding ``[E_mlp | E_gcn]`` (``representation="views"``) or ``[Z_mlp | Z_gcn]``
+            (``"refined"``), each half of unit norm.
+        ``adata.obs["scrcl"]`` (``key_added``), :class:`pandas.Series` (dtype ``category``)
+            Cluster labels ``'0', '1', …``.
+        ``adata.obsp["scrcl_connectivities"]`` (``key_added + "_connectivities"``), :class:`scipy.sparse.csr_matrix`
+            The binary cell graph the method used.
+        ``adata.varm["scrcl_gene_embedding"]`` (``key_added + "_gene_embedding"``), :class:`numpy.ndarray`
+            Learned gene embedding (``NaN`` for genes the model did not use).
+        ``adata.uns["scrcl"]`` (``key_added``), :class:`dict`
+            ``params`` (every argument, the seed, versions), ``history`` (per-epoch losses) and
+            ``genes`` (the genes the model used).
 
     Examples
     --------
