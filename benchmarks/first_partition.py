@@ -116,7 +116,7 @@ def run_one(dataset: str, seed: int) -> dict:
     from sklearn.decomposition import PCA
     from sklearn.metrics import adjusted_rand_score
 
-    from atlasclust._assign import AUTO_RESOLUTION, _knn_graph, merged_kmeans_labels, modularity
+    from atlasclust.train._assign import AUTO_RESOLUTION, _knn_graph, merged_kmeans_labels, modularity
 
     adata = ad.read_h5ad(DATA / f"{dataset}.h5ad")
     truth = adata.obs.pop("cell_type").to_numpy()

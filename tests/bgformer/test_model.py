@@ -5,10 +5,10 @@ import scvi
 from helpers import FAST
 
 import atlasclust as ac
-from atlasclust._assign import leiden_on_embedding
 from atlasclust.bgformer._model import default_max_epochs
 from atlasclust.data import training_view
 from atlasclust.models import BGFormer
+from atlasclust.train._assign import leiden_on_embedding
 
 MODEL = {k: FAST[k] for k in ("n_top_genes", "n_latent", "n_anchors", "n_heads")}
 TRAIN = {k: FAST[k] for k in ("max_epochs", "batch_size", "enable_progress_bar")}

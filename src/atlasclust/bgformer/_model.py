@@ -20,21 +20,18 @@ from scvi.data.fields import CategoricalObsField, LayerField, NumericalObsField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from sklearn.metrics import pairwise_distances_argmin
 
-from atlasclust._assign import cluster_centers, history_frame, join_history, set_aside_history
-from atlasclust._checkpoints import PhaseCheckpoint, phase_checkpoint, training_settings
 from atlasclust._constants import BGFORMER_RESOLUTION as DEFAULT_RESOLUTION
 from atlasclust._constants import CENTER_INITS, DEFAULT_N_TOP_GENES
-from atlasclust._guards import with_trainer_guard
-from atlasclust._loading import load_saved_model
-from atlasclust._progress import RunProgressBar
-from atlasclust._quiet import quiet_fit, quiet_scvi
 from atlasclust._validate import as_int, check_cluster_count, check_fraction, check_non_negative, check_positive
 from atlasclust.data import (
+    INDICES_COLUMN,
     BlockShuffleDataSplitter,
     DeviceDataSplitter,
     DeviceRows,
     as_sparse_matrix,
+    check_batch_column,
     check_n_top_genes,
+    check_same_genes,
     choose_genes,
     counts_matrix,
     describe_source,
@@ -42,13 +39,27 @@ from atlasclust.data import (
     log_normalized_moments,
     planned_gene_count,
     resolve_data_on_device,
+    saved_batches,
     scan_counts,
     sparse_batches,
     training_device,
     training_view,
     with_chosen_genes,
 )
-from atlasclust.data._anndata import INDICES_COLUMN, check_batch_column, check_same_genes, saved_batches
+from atlasclust.train import (
+    PhaseCheckpoint,
+    RunProgressBar,
+    cluster_centers,
+    history_frame,
+    join_history,
+    load_saved_model,
+    phase_checkpoint,
+    quiet_fit,
+    quiet_scvi,
+    set_aside_history,
+    training_settings,
+    with_trainer_guard,
+)
 
 from ._module import BGFormerModule
 from ._training import BGFormerTrainingPlan

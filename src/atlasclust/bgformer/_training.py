@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch.distributed as dist
 
-from atlasclust._training_plan import TrainingPlan
+from atlasclust.train import TrainingPlan
 
 
 class BGFormerTrainingPlan(TrainingPlan):

@@ -1,11 +1,14 @@
 """Data access shared by the methods: count validation, streaming statistics, training views."""
 
 from ._anndata import (
+    INDICES_COLUMN,
     as_sparse_matrix,
     check_batch_column,
+    check_same_genes,
     counts_matrix,
     describe_source,
     raw_counts_hint,
+    saved_batches,
     training_view,
 )
 from ._blocks import BlockShuffleDataSplitter, BlockShuffleSampler
@@ -33,6 +36,7 @@ from ._statistics import (
 )
 
 __all__ = [
+    "INDICES_COLUMN",
     "BlockShuffleDataSplitter",
     "BlockShuffleSampler",
     "CountStatistics",
@@ -42,6 +46,7 @@ __all__ = [
     "as_sparse_matrix",
     "check_batch_column",
     "check_n_top_genes",
+    "check_same_genes",
     "choose_genes",
     "counts_matrix",
     "default_mask_var",
@@ -54,6 +59,7 @@ __all__ = [
     "projected_log_features",
     "raw_counts_hint",
     "resolve_data_on_device",
+    "saved_batches",
     "scaled_log_features",
     "scan_counts",
     "select_top_genes",

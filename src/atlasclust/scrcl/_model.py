@@ -18,8 +18,6 @@ from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from sklearn.decomposition import PCA
 from sklearn.neighbors import VALID_METRICS
 
-from atlasclust._assign import cluster_centers, history_frame, join_history, set_aside_history
-from atlasclust._checkpoints import phase_checkpoint, training_settings
 from atlasclust._constants import (
     DEFAULT_N_TOP_GENES,
     GRAPH_NORMALIZATION_CHOICES,
@@ -27,13 +25,13 @@ from atlasclust._constants import (
     REPRESENTATIONS,
 )
 from atlasclust._constants import SCRCL_RESOLUTION as DEFAULT_RESOLUTION
-from atlasclust._guards import with_trainer_guard
-from atlasclust._loading import load_saved_model
-from atlasclust._quiet import quiet_fit
 from atlasclust._validate import as_int, check_cluster_count, check_non_negative, check_positive
 from atlasclust.data import (
+    INDICES_COLUMN,
     CountStatistics,
+    check_batch_column,
     check_n_top_genes,
+    check_same_genes,
     choose_genes,
     counts_matrix,
     describe_source,
@@ -42,6 +40,7 @@ from atlasclust.data import (
     log_normalized_moments,
     planned_gene_count,
     projected_log_features,
+    saved_batches,
     scaled_log_features,
     scan_counts,
     selected_counts,
@@ -49,7 +48,6 @@ from atlasclust.data import (
     training_view,
     with_chosen_genes,
 )
-from atlasclust.data._anndata import INDICES_COLUMN, check_batch_column, check_same_genes, saved_batches
 from atlasclust.pp._graphs import (
     binary_symmetric,
     check_coordinates,
@@ -59,6 +57,17 @@ from atlasclust.pp._graphs import (
     mutual_neighbors,
 )
 from atlasclust.pp._graphs import spatial_graph as spatial_knn_graph
+from atlasclust.train import (
+    cluster_centers,
+    history_frame,
+    join_history,
+    load_saved_model,
+    phase_checkpoint,
+    quiet_fit,
+    set_aside_history,
+    training_settings,
+    with_trainer_guard,
+)
 
 from ._graph_data import CellGraphData
 from ._module import SCRCLModule

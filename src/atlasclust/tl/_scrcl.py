@@ -11,11 +11,7 @@ import scvi
 from scanpy import logging as logg
 from scvi.model.base import UnsupervisedTrainingMixin
 
-from atlasclust._checkpoints import checkpoint_folder
 from atlasclust._constants import DEFAULT_N_TOP_GENES, HIGHLY_VARIABLE_IF_PRESENT, SCRCL_RESOLUTION
-from atlasclust._guards import halving_batch_size_on_oom
-from atlasclust._quiet import lightning_info_as_scanpy
-from atlasclust._reproducibility import deterministic_mode
 from atlasclust._validate import check_keywords, keyword_names, trainer_keywords
 from atlasclust.data import (
     check_batch_column,
@@ -28,6 +24,7 @@ from atlasclust.data import (
 from atlasclust.pp._graphs import check_coordinates, spatial_majority_vote
 from atlasclust.scrcl import SCRCL
 from atlasclust.scrcl._model import default_batch_size
+from atlasclust.train import checkpoint_folder, deterministic_mode, halving_batch_size_on_oom, lightning_info_as_scanpy
 
 from ._results import cluster_categorical, package_versions, storable, write_clustering
 

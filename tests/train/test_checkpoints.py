@@ -161,8 +161,8 @@ def test_cli_killed_during_training_resumes_to_the_uninterrupted_result(tmp_path
 
 
 def test_numpy_and_python_numbers_give_the_same_fingerprint(cells):
-    from atlasclust._checkpoints import training_settings
     from atlasclust.models import BGFormer
+    from atlasclust.train._checkpoints import training_settings
 
     adata = cells.copy()
     BGFormer.setup_anndata(adata)

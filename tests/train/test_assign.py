@@ -5,7 +5,7 @@ import scipy.sparse as sp
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
-from atlasclust._assign import AUTO_RESOLUTION, _knn_graph, cluster_centers, merged_kmeans_labels, modularity
+from atlasclust.train._assign import AUTO_RESOLUTION, _knn_graph, cluster_centers, merged_kmeans_labels, modularity
 
 
 def _one_large_and_three_small_groups():

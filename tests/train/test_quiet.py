@@ -3,7 +3,7 @@ import logging
 import pytest
 import scanpy as sc
 
-from atlasclust._quiet import LIGHTNING_LOGGERS, LIGHTNING_RANK_ZERO_LOGGER, lightning_info_as_scanpy
+from atlasclust.train._quiet import LIGHTNING_LOGGERS, LIGHTNING_RANK_ZERO_LOGGER, lightning_info_as_scanpy
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_the_cloud_logger_tip_is_dropped_at_any_verbosity(loggers):
 
 @pytest.mark.parametrize(("level", "info_shown"), [("warning", False), ("info", True)])
 def test_scvi_info_follows_scanpy_verbosity_and_its_level_comes_back(level, info_shown):
-    from atlasclust._quiet import SCVI_LOGGER, quiet_scvi
+    from atlasclust.train._quiet import SCVI_LOGGER, quiet_scvi
 
     logger = logging.getLogger(SCVI_LOGGER)
     before, verbosity = logger.level, sc.settings.verbosity

@@ -8,7 +8,7 @@ import pytest
 from lightning.pytorch.callbacks import Callback
 
 import atlasclust as ac
-from atlasclust._training_plan import TrainingPlan
+from atlasclust.train._plan import TrainingPlan
 
 SCRIPT = """
 import sys

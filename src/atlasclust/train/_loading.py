@@ -7,9 +7,9 @@ import pandas as pd
 from scvi.model.base import BaseModelClass
 from scvi.model.base._save_load import _load_saved_files
 
-from atlasclust._quiet import quiet_scvi
-from atlasclust.data import check_batch_column, training_view
-from atlasclust.data._anndata import check_same_genes, saved_batches
+from atlasclust.data import check_batch_column, check_same_genes, saved_batches, training_view
+
+from ._quiet import quiet_scvi
 
 
 def load_saved_model(cls: type[BaseModelClass], dir_path: str, adata: ad.AnnData | None, **kwargs):

@@ -3,8 +3,8 @@ import torch
 from helpers import FAST, assert_unchanged, snapshot
 
 import atlasclust as ac
-from atlasclust._guards import TrainingDivergedError, halving_batch_size_on_oom
 from atlasclust.bgformer import BGFormer
+from atlasclust.train._guards import TrainingDivergedError, halving_batch_size_on_oom
 
 
 @pytest.mark.parametrize("method", ["bgformer", "scrcl"])
