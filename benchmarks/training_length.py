@@ -53,7 +53,7 @@ def run_one(dataset: str, seed: int) -> dict:
     from sklearn.metrics import adjusted_rand_score
 
     import atlasclust as ac
-    from atlasclust.bgformer._model import default_max_epochs
+    from atlasclust.bgformer._defaults import default_max_epochs
 
     adata = ad.read_h5ad(DATA / f"{dataset}.h5ad")
     truth = adata.obs.pop("cell_type").to_numpy()  # nothing below may see the labels

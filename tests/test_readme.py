@@ -6,8 +6,8 @@ from pathlib import Path
 import matplotlib as mpl
 import pytest
 
-from atlasclust.bgformer import _model as bgformer_model
-from atlasclust.scrcl import _model as scrcl_model
+from atlasclust.bgformer import _fit as bgformer_fit
+from atlasclust.scrcl import _fit as scrcl_fit
 
 README = Path(__file__).parents[1] / "README.md"
 
@@ -23,8 +23,8 @@ def test_quick_start_runs(tmp_path, monkeypatch):
     mpl.use("Agg")
     monkeypatch.chdir(tmp_path)  # it saves a model folder
     # the epochs only set how long it takes
-    monkeypatch.setattr(bgformer_model, "default_max_epochs", lambda *args, **kwargs: 2)
-    monkeypatch.setattr(scrcl_model, "default_max_epochs", lambda *args, **kwargs: 5)
+    monkeypatch.setattr(bgformer_fit, "default_max_epochs", lambda *args, **kwargs: 2)
+    monkeypatch.setattr(scrcl_fit, "default_max_epochs", lambda *args, **kwargs: 5)
     code = quick_start()
     loading = code.index("labels = ac.models.BGFormer.load")
     # the example's new_cells stands for the user's own cells: here, cells of the same dataset

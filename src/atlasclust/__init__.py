@@ -8,7 +8,7 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
-__all__ = ["datasets", "metrics", "models", "pl", "pp", "tl"]
+__all__ = ["datasets", "metrics", "models", "pl", "tl"]
 
 
 def __getattr__(name: str):

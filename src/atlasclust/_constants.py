@@ -43,7 +43,7 @@ GRAPH_NORMALIZATIONS = ("mean", "symmetric")
 #: shared datasets (27 for the 7 layers of a DLPFC slice). At 0.25, one seed: 151673 11 clusters,
 #: PBMC 3k 9 (9 types), Zeisel 9 (7), Baron 12 (13), worm neurons 27 (10); accuracy benchmark, ``scrcl_noK``.
 SCRCL_RESOLUTION = 0.25
-#: Cell graph normalisation of the GCN view (see ``gcn_normalize`` in ``atlasclust.pp``).
+#: Cell graph normalisation of the GCN view (see ``atlasclust.data.gcn_normalize``).
 #: ``"auto"`` keeps the reference's ``"symmetric"`` up to ``FULL_BATCH_MAX_CELLS`` (20,000) cells and
 #: takes ``"mean"`` above: on 10 simulated types, symmetric reached ARI 0.997 at 20,000 cells but
 #: 0.72 at 50,000 (0.21 at 100,000 with 8 passes; hub cells of large kNN graphs are scaled up by the

@@ -5,7 +5,7 @@ import scvi
 from helpers import FAST
 
 import atlasclust as ac
-from atlasclust.bgformer._model import default_max_epochs
+from atlasclust.bgformer._defaults import default_max_epochs
 from atlasclust.data import training_view
 from atlasclust.models import BGFormer
 from atlasclust.train._assign import leiden_on_embedding

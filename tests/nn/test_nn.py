@@ -68,7 +68,7 @@ def test_target_is_sharper_than_assignment_and_loss_vanishes_at_target():
 
 
 def test_gather_matmul_equals_the_sparse_product_and_its_gradient():
-    from atlasclust.nn._gcn import gather_matmul
+    from atlasclust.nn import gather_matmul
 
     generator = torch.Generator().manual_seed(0)
     matrix = torch.rand(30, 20, generator=generator) * (torch.rand(30, 20, generator=generator) < 0.2)

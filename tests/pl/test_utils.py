@@ -6,7 +6,7 @@ import pytest
 import scanpy as sc
 
 import atlasclust as ac
-from atlasclust.pl._utils import derived_keys, finish
+from atlasclust.pl._utils import finish
 
 
 @pytest.mark.parametrize("helper", ["embedding", "attention_heatmap", "marker_dotplot"])
@@ -31,17 +31,3 @@ def test_finish_returns_the_figure_the_axes_or_nothing_once_shown(monkeypatch):
     finally:
         sc.settings.autoshow = autoshow
     plt.close("all")
-
-
-def test_a_new_run_makes_every_derived_key_stale(clustered):
-    adata, _ = clustered
-    adata = adata.copy()
-    ac.pl.embedding(adata, show=False)
-    ac.pl.marker_dotplot(adata, show=False)
-    plt.close("all")
-    derived = derived_keys("bgformer")
-    for slot, names in derived.items():
-        assert set(names) <= set(getattr(adata, slot)), slot  # every key the helpers wrote is listed
-    ac.tl.bgformer(adata, 4, n_top_genes=150, n_latent=16, n_anchors=8, max_epochs=2, enable_progress_bar=False)
-    for slot, names in derived.items():
-        assert not set(names) & set(getattr(adata, slot)), slot

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from atlasclust.pp._graphs import binary_symmetric, gcn_normalize
+from atlasclust.data._graphs import binary_symmetric, gcn_normalize
 from atlasclust.scrcl import _graph_data
 from atlasclust.scrcl._graph_data import CellGraphData, smooth
 

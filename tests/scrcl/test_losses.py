@@ -6,7 +6,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from atlasclust.pp._graphs import binary_symmetric
+from atlasclust.data._graphs import binary_symmetric
 from atlasclust.scrcl._graph_data import CellGraphData
 from atlasclust.scrcl._losses import cvc_loss, hea_loss, ndc_loss
 

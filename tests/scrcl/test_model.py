@@ -8,9 +8,9 @@ import torch
 
 import atlasclust as ac
 from atlasclust.data import scaled_log_features, training_view
+from atlasclust.data._graphs import expression_graph, gcn_normalize
 from atlasclust.models import SCRCL
-from atlasclust.pp._graphs import expression_graph, gcn_normalize
-from atlasclust.scrcl import _model as scrcl_model
+from atlasclust.scrcl import _data as scrcl_data
 
 OPTIONS = {"n_top_genes": 150, "n_hidden": 64}
 TRAIN = {"max_epochs": 20, "enable_progress_bar": False}
@@ -213,19 +213,19 @@ def _check_graph_and_new_cells(model, train, held_back, tmp_path, **options) -> 
 
 def test_pca_input_of_large_data_never_forms_the_cells_by_genes_matrix(counts, monkeypatch):
     # above PCA_FIT_MAX_CELLS cells the axes come from a sample and every cell is projected in chunks
-    monkeypatch.setattr(scrcl_model, "PCA_FIT_MAX_CELLS", 250)
+    monkeypatch.setattr(scrcl_data, "PCA_FIT_MAX_CELLS", 250)
     formed = []
-    original = scrcl_model.scaled_log_features
+    original = scrcl_data.scaled_log_features
 
     def recording(*args, **kwargs):
         result = original(*args, **kwargs)
         formed.append(result.shape[0])
         return result
 
-    monkeypatch.setattr(scrcl_model, "scaled_log_features", recording)
+    monkeypatch.setattr(scrcl_data, "scaled_log_features", recording)
     scans = []
-    original_scan = scrcl_model.scan_counts
-    monkeypatch.setattr(scrcl_model, "scan_counts", lambda *a, **k: scans.append(1) or original_scan(*a, **k))
+    original_scan = scrcl_data.scan_counts
+    monkeypatch.setattr(scrcl_data, "scan_counts", lambda *a, **k: scans.append(1) or original_scan(*a, **k))
     model = _model(counts, n_descriptors=20)
     model.train(**(TRAIN | {"max_epochs": 150, "lr": 1e-3}))
     assert formed == [250]  # the sample the axes were learned from, and nothing of all 600 cells
@@ -335,7 +335,7 @@ def test_components_of_given_log_features_are_projected_chunk_by_chunk(counts, m
     log_features = rng.normal(size=(4000, 150)).astype(np.float32)
     center, axes = model.module.pca_mean.numpy(), model.module.pca_components.numpy()
     expected = (log_features.astype(np.float64) - center) @ axes.T.astype(np.float64)
-    monkeypatch.setattr(scrcl_model, "_CHUNK_ROWS", 300)
+    monkeypatch.setattr(scrcl_data, "_CHUNK_ROWS", 300)
     tracemalloc.start()
     try:
         components = model._components(counts, log_features)

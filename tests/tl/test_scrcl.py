@@ -14,8 +14,8 @@ from helpers import (
 )
 
 import atlasclust as ac
-from atlasclust.pp._graphs import mutual_neighbors, spatial_majority_vote
-from atlasclust.scrcl import _model as scrcl_model
+from atlasclust.data._graphs import mutual_neighbors, spatial_majority_vote
+from atlasclust.scrcl import _data as scrcl_data
 
 #: A small scRCL for tests: the behaviour under test does not depend on size.
 SCRCL_FAST = {"n_top_genes": 150, "n_hidden": 64, "max_epochs": 20, "enable_progress_bar": False}
@@ -257,7 +257,7 @@ def test_batch_key_saved_predicted_and_refused(two_batches, tmp_path, monkeypatc
     options = SCRCL_FAST | {"n_top_genes": None}
     result, model = ac.tl.scrcl(two_batches, 3, batch_key="batch", copy=True, return_model=True, **options)
     # rows are centred on their batch's means chunk by chunk, in place
-    monkeypatch.setattr(scrcl_model, "_CHUNK_ROWS", 7)
+    monkeypatch.setattr(scrcl_data, "_CHUNK_ROWS", 7)
     rng = np.random.default_rng(0)
     features, codes = rng.normal(size=(50, two_batches.n_vars)).astype(np.float32), rng.integers(2, size=50)
     expected = features - model._batch_shift()[codes]
@@ -343,7 +343,7 @@ def test_library_key_links_slices_by_mutual_nearest_neighbours():
     options = POOLED_OPTIONS | {"library_key": "slice", "smooth_labels": 0, "random_state": 0}
     linked, model = ac.tl.scrcl(halves, 3, return_model=True, **options)
     assert model.mnn_neighbors == 5
-    slices = model._slice_codes(halves)
+    slices = model.slice_codes(halves)
     graph = linked.obsp["scrcl_connectivities"]
     rows, columns = graph.nonzero()
     across = sp.csr_matrix(

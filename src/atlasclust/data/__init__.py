@@ -1,4 +1,4 @@
-"""Data access shared by the methods: count validation, streaming statistics, training views."""
+"""Data access shared by the methods: count validation, gene choice, streaming statistics, training views, cell and gene graphs."""
 
 from ._anndata import (
     INDICES_COLUMN,
@@ -21,6 +21,17 @@ from ._genes import (
     planned_gene_count,
     with_chosen_genes,
 )
+from ._graphs import (
+    GRAPH_NORMALIZATIONS,
+    binary_symmetric,
+    check_coordinates,
+    expression_graph,
+    gcn_normalize,
+    gene_graph,
+    mutual_neighbors,
+    spatial_graph,
+    spatial_majority_vote,
+)
 from ._sparse_batches import sparse_batches
 from ._statistics import (
     CountStatistics,
@@ -36,25 +47,32 @@ from ._statistics import (
 )
 
 __all__ = [
-    "INDICES_COLUMN",
     "BlockShuffleDataSplitter",
     "BlockShuffleSampler",
     "CountStatistics",
     "DeviceDataSplitter",
     "DeviceRows",
+    "GRAPH_NORMALIZATIONS",
+    "INDICES_COLUMN",
     "NotCountsError",
     "as_sparse_matrix",
+    "binary_symmetric",
     "check_batch_column",
+    "check_coordinates",
     "check_n_top_genes",
     "check_same_genes",
     "choose_genes",
     "counts_matrix",
     "default_mask_var",
     "describe_source",
+    "expression_graph",
     "fits_on_gpu",
+    "gcn_normalize",
+    "gene_graph",
     "gene_mask",
     "iter_row_chunks",
     "log_normalized_moments",
+    "mutual_neighbors",
     "planned_gene_count",
     "projected_log_features",
     "raw_counts_hint",
@@ -66,6 +84,8 @@ __all__ = [
     "selected_counts",
     "seurat_dispersion_rank",
     "sparse_batches",
+    "spatial_graph",
+    "spatial_majority_vote",
     "training_device",
     "training_view",
     "with_chosen_genes",

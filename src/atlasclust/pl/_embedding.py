@@ -5,7 +5,9 @@ from __future__ import annotations
 import anndata as ad
 import scanpy as sc
 
-from ._utils import neighbors_key, require_result, umap_key
+from atlasclust._keys import neighbors_key, umap_key
+
+from ._utils import require_result
 
 
 def embedding(adata: ad.AnnData, key: str = "bgformer", *, color: str | list[str] | None = None, **kwargs):

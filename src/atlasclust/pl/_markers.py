@@ -8,10 +8,11 @@ import pandas as pd
 import scanpy as sc
 import scipy.sparse as sp
 
+from atlasclust._keys import markers_key
 from atlasclust._validate import as_int
 from atlasclust.data import counts_matrix
 
-from ._utils import finish, markers_key, require_result
+from ._utils import finish, require_result
 
 #: Cells per group read from a backed file when ``max_cells_per_group`` is not given: enough for
 #: the top markers of each group, without loading an atlas into memory.

@@ -8,8 +8,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from atlasclust.nn._gcn import sparse_tensor
-from atlasclust.pp._graphs import gcn_normalize
+from atlasclust.data import gcn_normalize
+from atlasclust.nn import sparse_tensor
 
 #: rows of ``propagation @ features`` computed at a time, so no product of all rows is formed beside its output
 SMOOTHING_CHUNK_ROWS = 16_384
@@ -54,7 +54,7 @@ class CellGraphData:
         ``Â @ X1``: the GCN's first propagation, done once so that a batch needs only the one-hop
         neighbourhood of its seeds for an exact two-layer GCN.
     propagation
-        ``Â``, the normalised ``A + I`` (see :func:`~atlasclust.pp._graphs.gcn_normalize`).
+        ``Â``, the normalised ``A + I`` (see :func:`~atlasclust.data.gcn_normalize`).
     """
 
     adjacency: sp.csr_matrix

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from atlasclust.nn._gcn import sparse_matmul
+from atlasclust.nn import sparse_matmul
 
 
 def _symmetric_kl_terms(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:

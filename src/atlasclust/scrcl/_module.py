@@ -8,7 +8,7 @@ from scvi import REGISTRY_KEYS
 from scvi.module.base import BaseModuleClass, LossOutput
 from torch import nn
 
-from atlasclust.nn._gcn import GraphConvolution
+from atlasclust.nn import GraphConvolution
 
 from ._graph_data import CellGraphData
 from ._losses import cvc_loss, hea_loss, ndc_loss

@@ -7,24 +7,18 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
-import scvi
 from scanpy import logging as logg
 from scvi.model.base import UnsupervisedTrainingMixin
 
 from atlasclust._constants import BGFORMER_RESOLUTION, DEFAULT_N_TOP_GENES, HIGHLY_VARIABLE_IF_PRESENT
-from atlasclust._validate import check_keywords, keyword_names, trainer_keywords
+from atlasclust._validate import keyword_names, trainer_keywords
 from atlasclust.bgformer import BGFormer
 from atlasclust.data import (
-    check_batch_column,
-    counts_matrix,
-    default_mask_var,
-    gene_mask,
-    raw_counts_hint,
     training_view,
 )
-from atlasclust.train import checkpoint_folder, deterministic_mode, halving_batch_size_on_oom, lightning_info_as_scanpy
 
-from ._results import cluster_categorical, package_versions, storable, write_clustering
+from ._docs import doc_params
+from ._run import Collected, Tool, run_tool
 
 _MODEL_OPTIONS = set(inspect.signature(BGFormer.__init__).parameters) - {"self", "adata", "registry"}
 #: Every keyword the tool passes on: model options, the model's ``train``, scvi-tools' training loop and Trainer.
@@ -38,6 +32,7 @@ GROWN_CLUSTER_SHARE = 0.3
 GROWN_CLUSTER_FACTOR = 2.0
 
 
+@doc_params()
 def bgformer(
     adata: ad.AnnData,
     n_clusters: int | None = None,
@@ -79,28 +74,17 @@ def bgformer(
 
     Parameters
     ----------
-    adata
-        Annotated data with raw counts (cells x genes).
+    {doc_adata}
     n_clusters
         Number of clusters. ``None`` finds it with Leiden (at ``resolution``) on the embedding
         learned in the first training phase.
-    layer
-        Layer with raw counts; ``None`` uses ``adata.X``. A file opened with ``backed="r"`` keeps
-        only ``X`` on disk (anndata reads its layers into memory).
+    {doc_layer}
     batch_key
         ``obs`` column naming each cell's batch (sample, donor, technology). Each cell's input is
         then centred within its batch and the ZINB decoders are conditioned on it, as scVI's are,
         so that the embedding (and the clusters) need not follow the batches; cells to ``predict``
         later must come from the same batches.
-    mask_var
-        The genes to train on, as in :func:`scanpy.pp.pca`: the name of a boolean ``var`` column or
-        a boolean array over the genes. By default ``var["highly_variable"]`` when it exists (from
-        :func:`scanpy.pp.highly_variable_genes`; an info message says so); ``None`` or no such
-        column: the ``n_top_genes`` most variable genes.
-    n_top_genes
-        Without a gene selection: the number of most variable genes (Seurat flavour) to use, all
-        genes when there are fewer (targeted panels have a few hundred); ``None`` uses all genes.
-        Genes with no counts in any cell are left out either way (an info message says how many).
+    {doc_genes}
         On data already reduced to a few thousand genes, all of them may do better: on the DLPFC
         slices of 5000 genes ARI rose from about 0.3 to 0.4-0.45, on Zeisel's 4000 it did not
         change (:doc:`/accuracy`).
@@ -119,10 +103,7 @@ def bgformer(
         Cells per mini-batch.
     lr
         Learning rate (AdamW).
-    accelerator
-        Lightning accelerator: ``"auto"``, ``"cpu"``, ``"gpu"``.
-    devices
-        Lightning devices, e.g. ``2`` or ``[0, 1]``.
+    {doc_devices}
     strategy
         Lightning strategy, e.g. ``"ddp"`` for several GPUs.
     num_workers
@@ -133,26 +114,7 @@ def bgformer(
         Also keep each cell's attention (``heads * anchors`` float16 values per cell) in
         ``obsm[key_added + "_attention"]``, so that :func:`atlasclust.pl.attention_heatmap` can
         group cells by any ``obs`` column without the model.
-    auto_batch_size
-        On GPU out-of-memory, halve ``batch_size`` and start again (down to 16 cells) instead of
-        raising a :class:`MemoryError` that names the batch size to try.
-    checkpoint_dir
-        Folder for training checkpoints, written at the end of every epoch. Calling again with
-        the same folder and arguments after an interruption resumes from the last epoch saved
-        and gives the result of an uninterrupted run; see :doc:`/reproducibility`.
-    deterministic
-        Use PyTorch's deterministic kernels during the call (and restore the previous setting
-        after). CPU runs are reproducible without it; on a GPU it makes runs with the same
-        seed far closer, at some cost in speed (bitwise identical for scRCL; see
-        :doc:`/reproducibility` for BGFormer).
-    enable_progress_bar
-        Show the training progress bar.
-    random_state
-        Seed of everything random in the run (weights, batches, noise, initialisations).
-    key_added
-        Name under which the results are stored (see Returns).
-    copy
-        Return a copy instead of writing into ``adata`` (not for backed data).
+    {doc_run}
     return_model
         Also return the trained :class:`~atlasclust.models.BGFormer`, e.g. to ``save`` it or to
         ``predict`` new cells.
@@ -193,24 +155,9 @@ def bgformer(
     >>> ac.tl.bgformer(adata, n_clusters=7)
     >>> sc.pl.embedding(adata, basis="bgformer", color="bgformer")
     """
-    arguments = {name: value for name, value in locals().items() if name not in ("adata", "kwargs")} | kwargs
-    start = logg.info("running BGFormer")
-    if copy and adata.isbacked:
-        msg = "copy=True needs an in-memory AnnData; with backed data, write the result with adata.write(new_path)."
-        raise ValueError(msg)
-    counts_matrix(adata, layer)  # KeyError for a missing layer, before any work
-    if batch_key is not None:
-        check_batch_column(adata, batch_key)
-    check_keywords("tl.bgformer", kwargs, _ACCEPTED_KEYWORDS)
-    mask_var = default_mask_var(adata.var, mask_var)
-    genes = gene_mask(adata.var, mask_var)  # a clear error for a bad selection, before any work
-    arguments["mask_var"] = mask_var if genes is None or isinstance(mask_var, str) else "boolean array"
-    model_options = {k: v for k, v in kwargs.items() if k in _MODEL_OPTIONS}
-    train_options = {k: v for k, v in kwargs.items() if k not in _MODEL_OPTIONS}
+    arguments = {name: value for name, value in locals().items() if name not in ("adata", "kwargs")}
 
-    def fit(batch_size: int) -> BGFormer:
-        with lightning_info_as_scanpy():  # Lightning logs "Seed set to …"
-            scvi.settings.seed = random_state
+    def fit(genes, batch_size: int, folder, model_options: dict, train_options: dict) -> BGFormer:
         view = training_view(adata, layer, obs_keys=(batch_key,))
         BGFormer.setup_anndata(view, layer=layer, batch_key=batch_key)
         model = BGFormer(
@@ -235,61 +182,43 @@ def bgformer(
             early_stopping=early_stopping,
             enable_progress_bar=enable_progress_bar,
             random_state=random_state,
-            checkpoint_dir=checkpoint_folder(checkpoint_dir, batch_size, initial=arguments["batch_size"]),
+            checkpoint_dir=folder,
             **train_options,
         )
         return model
 
-    with raw_counts_hint(adata), deterministic_mode(deterministic):
-        model = halving_batch_size_on_oom(fit, batch_size, allow=auto_batch_size)
+    def collect(model: BGFormer) -> Collected:
         try:
             summary = model.summarize(num_workers=num_workers, cell_attention=store_attention)
         finally:
             model.release_device_data()  # the GPU memory of data_on_device goes back to the user
-    codes = summary["soft"].argmax(axis=1)
-    labels = cluster_categorical(codes)
-    present = np.asarray(labels.categories).astype(int)
-    if len(present) < model.n_clusters_:
-        logg.warning(f"{model.n_clusters_ - len(present)} of {model.n_clusters_} clusters received no cells")
-    grown = grown_cluster_warning(model.module.start_fractions.cpu().numpy(), codes, key_added)
-    if grown is not None:
-        logg.warning(grown)
+        codes = summary["soft"].argmax(axis=1)
+        present = np.unique(codes)
+        if len(present) < model.n_clusters_:
+            logg.warning(f"{model.n_clusters_ - len(present)} of {model.n_clusters_} clusters received no cells")
+        if (grown := grown_cluster_warning(model.cluster_start_fractions(), codes, key_added)) is not None:
+            logg.warning(grown)
+        return Collected(
+            embedding=summary["latent"],
+            codes=codes,
+            params={
+                "n_clusters_found": int(model.n_clusters_),
+                # how the DEC centres started (kmeans, merged or leiden); unknown when a checkpoint resumed that phase
+                "center_start": (model.center_start_ or {}).get("start"),
+            },
+            uns={
+                "attention": summary["attention"][present],
+                "attention_clusters": present.astype(str),  # the clusters of its rows
+                "anchor_usage": summary["anchor_usage"],
+                "anchors": summary["anchors"],
+            },
+            obs={f"{key_added}_confidence": summary["soft"].max(axis=1)},
+            # without store_attention, an earlier run's per-cell attention would no longer match: None drops it
+            obsm={f"{key_added}_attention": summary["cell_attention"] if store_attention else None},
+        )
 
-    params = arguments | {
-        "n_epochs_trained": len(model.history_),
-        "n_clusters_found": int(model.n_clusters_),
-        # how the DEC centres started (kmeans, merged or leiden); unknown when a checkpoint resumed the DEC phase
-        "center_start": (model.center_start_ or {}).get("start"),
-        "batch_size_used": int(model.batch_size_),
-        "versions": package_versions(),
-    }
-    target = adata.copy() if copy else adata
-    written = write_clustering(
-        target,
-        key_added,
-        embedding=summary["latent"],
-        labels=labels,
-        obs_extra={f"{key_added}_confidence": summary["soft"].max(axis=1)},
-        # without store_attention, an earlier run's per-cell attention would no longer match: None drops it
-        obsm_extra={f"{key_added}_attention": summary["cell_attention"] if store_attention else None},
-        uns={
-            "params": storable(params),
-            "history": model.history_,
-            "attention": summary["attention"][present],
-            "attention_clusters": np.asarray(labels.categories).astype(str),  # the clusters of its rows
-            "anchor_usage": summary["anchor_usage"],
-            "anchors": summary["anchors"],
-            "genes": model.selected_genes_,
-        },
-    )
-    logg.info(
-        "    finished",
-        time=start,
-        deep=f"found {len(present)} clusters and added\n    " + ", ".join(written),
-    )
-    if return_model:
-        return (target, model) if copy else model
-    return target if copy else None
+    tool = Tool("tl.bgformer", "BGFormer", _MODEL_OPTIONS, _ACCEPTED_KEYWORDS, fit, collect)
+    return run_tool(tool, adata, arguments, kwargs, first_batch_size=batch_size)
 
 
 def grown_cluster_warning(start_fractions: np.ndarray, codes: np.ndarray, key: str) -> str | None:

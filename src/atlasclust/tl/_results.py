@@ -8,7 +8,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from atlasclust.pl._utils import derived_keys
+from atlasclust._keys import derived_keys
 
 
 def package_versions() -> dict[str, str]:

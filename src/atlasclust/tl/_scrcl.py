@@ -7,32 +7,26 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
-import scvi
-from scanpy import logging as logg
 from scvi.model.base import UnsupervisedTrainingMixin
 
 from atlasclust._constants import DEFAULT_N_TOP_GENES, HIGHLY_VARIABLE_IF_PRESENT, SCRCL_RESOLUTION
-from atlasclust._validate import check_keywords, keyword_names, trainer_keywords
+from atlasclust._validate import keyword_names, trainer_keywords
 from atlasclust.data import (
-    check_batch_column,
-    counts_matrix,
-    default_mask_var,
-    gene_mask,
-    raw_counts_hint,
+    check_coordinates,
+    spatial_majority_vote,
     training_view,
 )
-from atlasclust.pp._graphs import check_coordinates, spatial_majority_vote
-from atlasclust.scrcl import SCRCL
-from atlasclust.scrcl._model import default_batch_size
-from atlasclust.train import checkpoint_folder, deterministic_mode, halving_batch_size_on_oom, lightning_info_as_scanpy
+from atlasclust.scrcl import SCRCL, default_batch_size
 
-from ._results import cluster_categorical, package_versions, storable, write_clustering
+from ._docs import doc_params
+from ._run import Collected, Tool, run_tool
 
 _MODEL_OPTIONS = set(inspect.signature(SCRCL.__init__).parameters) - {"self", "adata", "registry"}
 #: Every keyword the tool passes on: model options, the model's ``train``, scvi-tools' training loop and Trainer.
 _ACCEPTED_KEYWORDS = _MODEL_OPTIONS | keyword_names(SCRCL.train, UnsupervisedTrainingMixin.train) | trainer_keywords()
 
 
+@doc_params()
 def scrcl(
     adata: ad.AnnData,
     n_clusters: int | None = None,
@@ -80,12 +74,10 @@ def scrcl(
 
     Parameters
     ----------
-    adata
-        Annotated data with raw counts (cells x genes).
+    {doc_adata}
     n_clusters
         Number of clusters; ``None`` uses Leiden at ``resolution`` on the embedding.
-    layer
-        Layer with raw counts; ``None`` uses ``adata.X``.
+    {doc_layer}
     spatial_key
         ``obsm`` key of spot coordinates (e.g. ``"spatial"``): the cell graph is their kNN graph.
     graph_key
@@ -109,15 +101,7 @@ def scrcl(
         and 15 with ``spatial_key``.
     n_gene_neighbors
         Neighbours per gene of the gene graph (the gene itself included).
-    mask_var
-        The genes to train on, as in :func:`scanpy.pp.pca`: the name of a boolean ``var`` column or
-        a boolean array over the genes. By default ``var["highly_variable"]`` when it exists (from
-        :func:`scanpy.pp.highly_variable_genes`; an info message says so); ``None`` or no such
-        column: the ``n_top_genes`` most variable genes.
-    n_top_genes
-        Without a gene selection: the number of most variable genes (Seurat flavour) to use, all
-        genes when there are fewer (targeted panels have a few hundred); ``None`` uses all genes.
-        Genes with no counts in any cell are left out either way (an info message says how many).
+    {doc_genes}
     n_hidden
         Width of both views.
     temperature
@@ -158,30 +142,8 @@ def scrcl(
         Seed cells per step; ``None`` is full batch up to 20,000 cells, 2048 above.
     lr
         Adam learning rate.
-    accelerator
-        Lightning accelerator.
-    devices
-        Lightning devices.
-    auto_batch_size
-        On GPU out-of-memory, halve the batch and start again (down to 16 seed cells) instead
-        of raising a :class:`MemoryError` that names the batch size to try.
-    checkpoint_dir
-        Folder for training checkpoints, written at the end of every epoch. Calling again with
-        the same folder and arguments after an interruption resumes from the last epoch saved
-        and gives the result of an uninterrupted run; see :doc:`/reproducibility`.
-    deterministic
-        Use PyTorch's deterministic kernels during the call (and restore the previous setting
-        after). CPU runs are reproducible without it; on a GPU it makes runs with the same
-        seed far closer, at some cost in speed (bitwise identical for scRCL; see
-        :doc:`/reproducibility` for BGFormer).
-    enable_progress_bar
-        Show the training progress bar.
-    random_state
-        Seed of everything random in the run.
-    key_added
-        Name under which results are stored.
-    copy
-        Return a copy instead of writing into ``adata``.
+    {doc_devices}
+    {doc_run}
     return_model
         Also return the trained :class:`~atlasclust.models.SCRCL`.
     **kwargs
@@ -218,27 +180,14 @@ def scrcl(
     >>> ac.tl.scrcl(adata, n_clusters=7)
     >>> ac.tl.scrcl(spots, n_clusters=7, spatial_key="spatial", smooth_labels=50)
     """
-    arguments = {name: value for name, value in locals().items() if name not in ("adata", "kwargs")} | kwargs
-    start = logg.info("running scRCL")
-    if copy and adata.isbacked:
-        msg = "copy=True needs an in-memory AnnData; with backed data, write the result with adata.write(new_path)."
-        raise ValueError(msg)
-    if smooth_labels and spatial_key is None:
-        msg = "smooth_labels needs spot coordinates: pass spatial_key (e.g. 'spatial')."
-        raise ValueError(msg)
-    counts_matrix(adata, layer)
-    if batch_key is not None:
-        check_batch_column(adata, batch_key)
-    check_keywords("tl.scrcl", kwargs, _ACCEPTED_KEYWORDS)
-    mask_var = default_mask_var(adata.var, mask_var)
-    genes = gene_mask(adata.var, mask_var)  # a clear error for a bad selection, before any work
-    arguments["mask_var"] = mask_var if genes is None or isinstance(mask_var, str) else "boolean array"
-    model_options = {k: v for k, v in kwargs.items() if k in _MODEL_OPTIONS}
-    train_options = {k: v for k, v in kwargs.items() if k not in _MODEL_OPTIONS}
+    arguments = {name: value for name, value in locals().items() if name not in ("adata", "kwargs")}
 
-    def fit(batch_size: int) -> SCRCL:
-        with lightning_info_as_scanpy():  # Lightning logs "Seed set to …"
-            scvi.settings.seed = random_state
+    def checks() -> None:
+        if smooth_labels and spatial_key is None:
+            msg = "smooth_labels needs spot coordinates: pass spatial_key (e.g. 'spatial')."
+            raise ValueError(msg)
+
+    def fit(genes, batch_size: int, folder, model_options: dict, train_options: dict) -> SCRCL:
         view = training_view(
             adata, layer, obs_keys=(batch_key, library_key), obsm_keys=(spatial_key,), obsp_keys=(graph_key,)
         )
@@ -275,53 +224,33 @@ def scrcl(
             devices=devices,
             enable_progress_bar=enable_progress_bar,
             random_state=random_state,
-            checkpoint_dir=checkpoint_folder(checkpoint_dir, batch_size, initial=first_batch),
+            checkpoint_dir=folder,
             **train_options,
         )
         return model
 
-    first_batch = default_batch_size(adata.n_obs) if batch_size is None else batch_size
-    with raw_counts_hint(adata), deterministic_mode(deterministic):
-        model = halving_batch_size_on_oom(fit, first_batch, allow=auto_batch_size)
+    def collect(model: SCRCL) -> Collected:
         embedding = model.get_latent_representation()
         codes = model.predict()
-    if smooth_labels:
-        coordinates = check_coordinates(adata.obsm[spatial_key], key=spatial_key, n_obs=adata.n_obs)
-        # the slices the model's spatial graph was built within
-        codes = spatial_majority_vote(codes, coordinates, n_neighbors=smooth_labels, groups=model._slice_codes(adata))
-    labels = cluster_categorical(codes)
+        if smooth_labels:
+            coordinates = check_coordinates(adata.obsm[spatial_key], key=spatial_key, n_obs=adata.n_obs)
+            # the slices the model's spatial graph was built within
+            codes = spatial_majority_vote(
+                codes, coordinates, n_neighbors=smooth_labels, groups=model.slice_codes(adata)
+            )
+        return Collected(
+            embedding=embedding,
+            codes=codes,
+            params={
+                "smoothing_used": list(model.smoothing),
+                "n_neighbors_used": model.n_neighbors,
+                "graph_normalization_used": model.graph_normalization,
+                "input_features_used": model.input_features,
+            },
+            obsp={f"{key_added}_connectivities": model.training_graph().copy()},
+            varm={f"{key_added}_gene_embedding": model.gene_embedding(all_genes=True).to_numpy()},
+        )
 
-    gene_embedding = model.gene_embedding()
-    varm = np.full((adata.n_vars, gene_embedding.shape[1]), np.nan, dtype=np.float32)
-    varm[model.module.gene_index.cpu().numpy()] = gene_embedding.to_numpy()
-    graph = model._graph_data_for(None).adjacency
-
-    params = arguments | {
-        "n_epochs_trained": len(model.history_),
-        "n_clusters_found": len(labels.categories),
-        "batch_size_used": int(model.batch_size_),
-        "smoothing_used": list(model.smoothing),
-        "n_neighbors_used": model.n_neighbors,
-        "graph_normalization_used": model.graph_normalization,
-        "input_features_used": model.input_features,
-        "versions": package_versions(),
-    }
-    target = adata.copy() if copy else adata
-    written = write_clustering(
-        target,
-        key_added,
-        embedding=embedding,
-        labels=labels,
-        uns={"params": storable(params), "history": model.history_, "genes": model.selected_genes_},
-    )
-    target.obsp[f"{key_added}_connectivities"] = graph.copy()
-    target.varm[f"{key_added}_gene_embedding"] = varm
-    written += [f"obsp['{key_added}_connectivities']", f"varm['{key_added}_gene_embedding']"]
-    logg.info(
-        "    finished",
-        time=start,
-        deep=f"found {len(labels.categories)} clusters and added\n    " + ", ".join(written),
-    )
-    if return_model:
-        return (target, model) if copy else model
-    return target if copy else None
+    tool = Tool("tl.scrcl", "scRCL", _MODEL_OPTIONS, _ACCEPTED_KEYWORDS, fit, collect)
+    first_batch = default_batch_size(adata.n_obs) if batch_size is None else batch_size
+    return run_tool(tool, adata, arguments, kwargs, checks=checks, first_batch_size=first_batch)

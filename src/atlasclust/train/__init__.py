@@ -15,6 +15,7 @@ from ._assign import (
     modularity,
     set_aside_history,
 )
+from ._base import MIN_CELLS, ClusteringModel
 from ._checkpoints import PhaseCheckpoint, ResumableCheckpoint, checkpoint_folder, phase_checkpoint, training_settings
 from ._guards import (
     MIN_BATCH_SIZE,
@@ -32,6 +33,8 @@ from ._reproducibility import deterministic_mode
 __all__ = [
     "AUTO_RESOLUTION",
     "MIN_BATCH_SIZE",
+    "MIN_CELLS",
+    "ClusteringModel",
     "DivergenceGuard",
     "PhaseCheckpoint",
     "ResumableCheckpoint",

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from atlasclust.pp._graphs import (
+from atlasclust.data._graphs import (
     binary_symmetric,
     expression_graph,
     gcn_normalize,

@@ -1,0 +1,229 @@
+"""scRCL's data: the input transform, principal axes, gene graph, cell graph and graph mini-batches."""
+
+from __future__ import annotations
+
+import logging
+
+import anndata as ad
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
+
+from atlasclust.data import (
+    CountStatistics,
+    binary_symmetric,
+    check_coordinates,
+    check_same_genes,
+    counts_matrix,
+    describe_source,
+    expression_graph,
+    gcn_normalize,
+    gene_graph,
+    log_normalized_moments,
+    mutual_neighbors,
+    projected_log_features,
+    scaled_log_features,
+    scan_counts,
+    selected_counts,
+)
+from atlasclust.data import spatial_graph as spatial_knn_graph
+
+from ._defaults import _CHUNK_ROWS, MAX_SCALED, PCA_FIT_MAX_CELLS
+from ._graph_data import CellGraphData
+
+logger = logging.getLogger(__name__)
+
+
+class SCRCLDataMixin:
+    """scRCL's data: the input transform, principal axes, gene graph, cell graph and graph mini-batches."""
+
+    def _batch_shift(self) -> np.ndarray | None:
+        """Each batch's gene means in the units of the scaled log features (``batches x genes``), if any."""
+        if not self.module.n_batch:
+            return None
+        return (self.module.batch_gene_mean / self.module.gene_std).cpu().numpy()
+
+    def _centre_batches(self, features: np.ndarray, codes: np.ndarray | None) -> np.ndarray:
+        """Shift each row of scaled log ``features`` by its batch's row of :meth:`_batch_shift`, in place."""
+        shift = self._batch_shift()
+        if codes is None or shift is None:
+            return features
+        for start in range(0, len(features), _CHUNK_ROWS):  # no second cells x genes array
+            rows = slice(start, start + _CHUNK_ROWS)
+            features[rows] -= shift[codes[rows]]
+        return features
+
+    # ------------------------------------------------------------------------------------ data
+    def _fit_input_transform(self, random_state: int) -> None:
+        """Validate the counts, choose genes, learn the scaling, the principal axes and the gene graph."""
+        layer = self._setup_args["layer"]
+        matrix = counts_matrix(self.adata, layer)
+        statistics = scan_counts(matrix, source=describe_source(layer))
+        gene_index = self._choose_genes(statistics)
+        median = statistics.median_library_size
+        module = self.module
+        codes = self._batch_codes(self.adata)
+        moments = log_normalized_moments(
+            matrix,
+            statistics.library_size,
+            gene_index,
+            target_sum=median,
+            groups=codes if module.n_batch else None,
+            n_groups=module.n_batch,
+        )
+        std = moments.std
+        module.gene_index = torch.as_tensor(gene_index, dtype=torch.long)
+        module.gene_mean = torch.as_tensor(moments.mean, dtype=torch.float32)
+        module.gene_std = torch.as_tensor(std, dtype=torch.float32)
+        module.median_library_size = torch.tensor(median, dtype=torch.float32)
+        if module.n_batch:
+            module.batch_gene_mean = torch.as_tensor(moments.group_mean, dtype=torch.float32)
+        n_obs = matrix.shape[0]
+        fit_rows = None  # the principal axes of at most PCA_FIT_MAX_CELLS cells: no cells x genes array of all
+        if n_obs > PCA_FIT_MAX_CELLS:
+            fit_rows = np.sort(np.random.default_rng(random_state).choice(n_obs, PCA_FIT_MAX_CELLS, replace=False))
+        features = scaled_log_features(
+            matrix, statistics.library_size, gene_index, target_sum=median, std=std, rows=fit_rows
+        )
+        if codes is not None:
+            self._centre_batches(features, codes if fit_rows is None else codes[fit_rows])
+        pca = PCA(n_components=self.n_descriptors, svd_solver="randomized", random_state=random_state).fit(features)
+        module.pca_mean = torch.as_tensor(pca.mean_, dtype=torch.float32)
+        module.pca_components = torch.as_tensor(pca.components_, dtype=torch.float32)
+        # each gene described by its loadings on the principal axes, scaled by the axes' spread
+        descriptors = (pca.components_ * np.sqrt(pca.explained_variance_)[:, None]).T.astype(np.float32)
+        # messages flow from a gene to the genes it lists as neighbours, as in the reference (PyG)
+        propagation = gcn_normalize(gene_graph(descriptors, n_neighbors=self.n_gene_neighbors).T).tocoo()
+        module.set_gene_graph(
+            torch.as_tensor(descriptors),
+            torch.as_tensor(np.vstack([propagation.row, propagation.col]), dtype=torch.long),
+            torch.as_tensor(propagation.data, dtype=torch.float32),
+        )
+        self.selected_genes_ = np.asarray(self.adata.var_names[gene_index]).astype(str)
+        # the counts were validated and scanned above: the graph data reuse that pass (and the features)
+        self._graph_data[id(self.adata)] = self._build_graph_data(
+            self.adata, features if fit_rows is None else None, statistics=statistics
+        )
+
+    def _read_counts(self, adata: ad.AnnData, statistics: CountStatistics | None = None) -> tuple:
+        """Validated counts of ``adata``, their library sizes, the model's genes and transform.
+
+        ``statistics`` of a pass already made over these counts spare a second one.
+        """
+        layer = self._setup_args["layer"]
+        matrix = counts_matrix(adata, layer)
+        if statistics is None:
+            statistics = scan_counts(matrix, source=describe_source(layer))
+        transform = {"target_sum": float(self.module.median_library_size), "std": self.module.gene_std.cpu().numpy()}
+        return matrix, statistics.library_size, self.module.gene_index.cpu().numpy(), transform
+
+    def _log_features(self, adata: ad.AnnData, statistics: CountStatistics | None = None) -> np.ndarray:
+        """The scaled log expression of ``adata`` (validated counts, training statistics), centred within batches."""
+        matrix, library_size, gene_index, transform = self._read_counts(adata, statistics)
+        features = scaled_log_features(matrix, library_size, gene_index, **transform)
+        return self._centre_batches(features, self._batch_codes(adata))
+
+    def _components(
+        self, adata: ad.AnnData, log_features: np.ndarray | None = None, statistics: CountStatistics | None = None
+    ) -> np.ndarray:
+        """Coordinates of ``adata``'s cells on the training principal axes (of ``log_features`` if given).
+
+        Without ``log_features`` the counts are validated and read in chunks of cells, so only the
+        ``cells x n_descriptors`` result is formed.
+        """
+        center = self.module.pca_mean.cpu().numpy()
+        axes = self.module.pca_components.cpu().numpy()
+        if log_features is not None:
+            components = np.empty((len(log_features), len(axes)), dtype=np.float32)
+            for start in range(0, len(log_features), _CHUNK_ROWS):  # no centred copy of all cells
+                rows = slice(start, start + _CHUNK_ROWS)
+                components[rows] = (log_features[rows] - center) @ axes.T
+            return components
+        matrix, library_size, gene_index, transform = self._read_counts(adata, statistics)
+        codes, shift = self._batch_codes(adata), self._batch_shift()
+        if codes is not None and shift is not None:
+            transform |= {"group_shift": shift, "groups": codes}
+        return projected_log_features(matrix, library_size, gene_index, **transform, center=center, axes=axes)
+
+    def cell_graph(self, adata: ad.AnnData, components: np.ndarray | None = None):
+        """The binary symmetric cell graph the model uses for ``adata`` (spatial, given or expression kNN).
+
+        ``components`` are ``adata``'s principal-component coordinates, if already computed.
+        """
+        spatial_key = self._setup_args["spatial_key"]
+        graph_key = self._setup_args["graph_key"]
+        if spatial_key is not None:
+            coordinates = check_coordinates(adata.obsm[spatial_key], key=spatial_key, n_obs=adata.n_obs)
+            # pooled slices share a coordinate frame: spots are joined within their own slice only
+            slices = self.slice_codes(adata)
+            graph = spatial_knn_graph(coordinates, n_neighbors=self.n_neighbors, groups=slices)
+            if self._links_slices():
+                # and, across slices, to their mutual nearest neighbours in expression
+                components = self._components(adata) if components is None else components
+                links = mutual_neighbors(components, slices, n_neighbors=self.mnn_neighbors)
+                graph = binary_symmetric(graph + links)
+        elif graph_key is not None:
+            graph = binary_symmetric(adata.obsp[graph_key], name=f"obsp[{graph_key!r}]")
+        else:
+            components = self._components(adata) if components is None else components
+            graph = expression_graph(components, n_neighbors=self.n_neighbors, metric=self.metric)
+        isolated = int(np.sum(np.diff(graph.indptr) == 0))
+        if isolated:
+            logger.warning(
+                f"{isolated} cells have no neighbour in the cell graph; the GCN view sees only their own "
+                "expression (its self loop) and the neighbourhood losses compare them with themselves."
+            )
+        return graph
+
+    def _build_graph_data(
+        self,
+        adata: ad.AnnData,
+        log_features: np.ndarray | None = None,
+        *,
+        statistics: CountStatistics | None = None,
+    ) -> CellGraphData:
+        """The cell graph and the views' input of ``adata``.
+
+        ``log_features`` and the counts' ``statistics`` are reused when already computed.
+        """
+        setup = self._setup_args
+        expression_graph_needed = setup["spatial_key"] is None and setup["graph_key"] is None
+        if log_features is None and self.input_features in ("scaled", "log"):
+            log_features = self._log_features(adata, statistics)  # validates the counts on the way
+        components = None
+        if self.input_features == "pca" or expression_graph_needed or self._links_slices():
+            # from the chunks of counts when no log features were formed (validating them)
+            components = self._components(adata, log_features, statistics)
+        graph = self.cell_graph(adata, components)
+        if self.input_features == "pca":
+            features = components
+        elif self.input_features == "log":
+            features = log_features
+        elif self.input_features == "scaled":
+            # centred after the graph is built from the uncentred features (in place: one dense copy);
+            # with batches each cell was centred within its batch already
+            features = log_features
+            if not self.module.n_batch:
+                shift = (self.module.gene_mean / self.module.gene_std).cpu().numpy()
+                features = np.subtract(log_features, shift, out=log_features)
+            np.clip(features, -MAX_SCALED, MAX_SCALED, out=features)
+        else:
+            matrix = counts_matrix(adata, setup["layer"])
+            if components is None and statistics is None:  # counts read for nothing else: validate them here
+                scan_counts(matrix, source=describe_source(setup["layer"]))
+            features = selected_counts(matrix, self.module.gene_index.cpu().numpy())
+        return CellGraphData.build(graph, features, smoothing=self.smoothing, normalization=self.graph_normalization)
+
+    def _graph_data_for(self, adata: ad.AnnData | None) -> CellGraphData:
+        """Graph data of ``adata`` (default: the training data), built once per AnnData."""
+        if adata is None:
+            adata = self.adata
+        elif adata is not self.adata:
+            check_same_genes(self.adata.var_names, adata)
+        key = id(adata)
+        if key not in self._graph_data:
+            if adata is not self.adata:
+                # one cached foreign dataset at a time
+                self._graph_data = {k: v for k, v in self._graph_data.items() if k == id(self.adata)}
+            self._graph_data[key] = self._build_graph_data(adata)
+        return self._graph_data[key]

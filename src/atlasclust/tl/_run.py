@@ -1,0 +1,143 @@
+"""The flow every ``tl`` tool runs, written once: check, train under the guards, write only after success, return.
+
+A tool is its signature, its docstring, how it builds and trains its model (``fit``) and what it
+reads back from the trained model (``collect``); a third method plugs in the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import anndata as ad
+import numpy as np
+import scvi
+from scanpy import logging as logg
+
+from atlasclust._validate import check_keywords
+from atlasclust.data import check_batch_column, counts_matrix, default_mask_var, gene_mask, raw_counts_hint
+from atlasclust.train import checkpoint_folder, deterministic_mode, halving_batch_size_on_oom, lightning_info_as_scanpy
+
+from ._results import cluster_categorical, package_versions, storable, write_clustering
+
+
+@dataclass
+class Collected:
+    """What a tool reads back from its trained model, to be written under ``key_added``.
+
+    ``obs``, ``obsm``, ``obsp`` and ``varm`` map full keys to values (an ``obsm`` value of ``None``
+    removes an earlier run's entry); ``uns`` entries join ``params`` and ``history``; ``params``
+    joins the call's arguments.
+    """
+
+    embedding: np.ndarray
+    codes: np.ndarray
+    params: dict = field(default_factory=dict)
+    uns: dict = field(default_factory=dict)
+    obs: dict = field(default_factory=dict)
+    obsm: dict = field(default_factory=dict)
+    obsp: dict = field(default_factory=dict)
+    varm: dict = field(default_factory=dict)
+
+
+@dataclass
+class Tool:
+    """A method as a ``tl`` tool.
+
+    Attributes
+    ----------
+    name
+        The tool's name in messages (``"tl.bgformer"``).
+    title
+        The method's name in the log (``"BGFormer"``).
+    model_options
+        Keywords the model's constructor takes (the rest of ``**kwargs`` go to ``train``).
+    accepted
+        Every keyword the tool passes on; any other raises at once.
+    fit
+        ``fit(genes, batch_size, checkpoint_dir, model_options, train_options)``: build, set up and
+        train the model on a view of the data (``genes``: the resolved gene mask or ``None``).
+    collect
+        ``collect(model)``: embedding, cluster codes and method-specific results, still under the
+        call's guards.
+    """
+
+    name: str
+    title: str
+    model_options: set[str]
+    accepted: set[str]
+    fit: Callable
+    collect: Callable[[object], Collected]
+
+
+def run_tool(
+    tool: Tool,
+    adata: ad.AnnData,
+    arguments: dict,
+    kwargs: dict,
+    *,
+    checks: Callable[[], None] | None = None,
+    first_batch_size: int,
+):
+    """Run ``tool`` on ``adata`` with the call's ``arguments`` (its named parameters) and ``**kwargs``.
+
+    Every check runs once, before any work; the results are written only after training and
+    collecting succeeded, into ``adata`` or a copy of it.
+    """
+    arguments = arguments | kwargs
+    start = logg.info(f"running {tool.title}")
+    if arguments["copy"] and adata.isbacked:
+        msg = "copy=True needs an in-memory AnnData; with backed data, write the result with adata.write(new_path)."
+        raise ValueError(msg)
+    if checks is not None:
+        checks()
+    counts_matrix(adata, arguments["layer"])  # KeyError for a missing layer, before any work
+    if arguments["batch_key"] is not None:
+        check_batch_column(adata, arguments["batch_key"])
+    check_keywords(tool.name, kwargs, tool.accepted)
+    mask_var = default_mask_var(adata.var, arguments["mask_var"])
+    genes = gene_mask(adata.var, mask_var)  # a clear error for a bad selection, before any work
+    arguments["mask_var"] = mask_var if genes is None or isinstance(mask_var, str) else "boolean array"
+    model_options = {k: v for k, v in kwargs.items() if k in tool.model_options}
+    train_options = {k: v for k, v in kwargs.items() if k not in tool.model_options}
+
+    def fit(batch_size: int):
+        with lightning_info_as_scanpy():  # Lightning logs "Seed set to …"
+            scvi.settings.seed = arguments["random_state"]
+        folder = checkpoint_folder(arguments["checkpoint_dir"], batch_size, initial=first_batch_size)
+        return tool.fit(genes, batch_size, folder, model_options, train_options)
+
+    with raw_counts_hint(adata), deterministic_mode(arguments["deterministic"]):
+        model = halving_batch_size_on_oom(fit, first_batch_size, allow=arguments["auto_batch_size"])
+        collected = tool.collect(model)
+    labels = cluster_categorical(collected.codes)
+    params = arguments | {
+        "n_epochs_trained": len(model.history_),
+        "n_clusters_found": len(labels.categories),
+        "batch_size_used": int(model.batch_size_),
+        **collected.params,
+        "versions": package_versions(),
+    }
+    key_added = arguments["key_added"]
+    target = adata.copy() if arguments["copy"] else adata
+    written = write_clustering(
+        target,
+        key_added,
+        embedding=collected.embedding,
+        labels=labels,
+        obs_extra=collected.obs,
+        obsm_extra=collected.obsm,
+        uns={"params": storable(params), "history": model.history_} | collected.uns | {"genes": model.selected_genes_},
+    )
+    for slot in ("obsp", "varm"):
+        for name, values in getattr(collected, slot).items():
+            getattr(target, slot)[name] = values
+            written.append(f"{slot}[{name!r}]")
+    logg.info(
+        "    finished",
+        time=start,
+        deep=f"found {len(labels.categories)} clusters and added\n    " + ", ".join(written),
+    )
+    if arguments["return_model"]:
+        return (target, model) if arguments["copy"] else model
+    return target if arguments["copy"] else None

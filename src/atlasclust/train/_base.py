@@ -1,0 +1,123 @@
+"""The base of atlasclust's models: what BGFormer and scRCL share, so that each model holds only what differs.
+
+Like scvi-tools' ``SCVI`` on ``BaseModelClass`` and ``UnsupervisedTrainingMixin``: registration with
+scvi-tools, the genes a model reads, the fewest cells it trains on, and loading a saved model.
+"""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+from scvi import REGISTRY_KEYS
+from scvi.data import AnnDataManager
+from scvi.data.fields import CategoricalObsField, NumericalObsField
+from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
+
+from atlasclust.data import (
+    INDICES_COLUMN,
+    CountStatistics,
+    check_n_top_genes,
+    choose_genes,
+    gene_mask,
+    planned_gene_count,
+    with_chosen_genes,
+)
+
+from ._loading import load_saved_model
+
+#: Fewest cells a model trains on.
+MIN_CELLS = 10
+
+
+class ClusteringModel(UnsupervisedTrainingMixin, BaseModelClass):
+    """A clustering model of atlasclust on scvi-tools, the base of BGFormer and scRCL.
+
+    A subclass names itself in :attr:`method_name`, builds its scvi-tools module in
+    :meth:`_new_module` and, in ``__init__``, calls :meth:`_check_enough_cells` and
+    :meth:`_init_genes`; once the counts are scanned it calls :meth:`_choose_genes`.
+    """
+
+    #: The method's name in messages.
+    method_name = "atlasclust"
+
+    # ------------------------------------------------------------------------------------ set-up
+    @classmethod
+    def _register(
+        cls,
+        adata: ad.AnnData,
+        setup_method_args: dict,
+        *,
+        fields: list | None = None,
+        batch_key: str | None = None,
+        **kwargs,
+    ) -> None:
+        """Register ``adata`` with ``fields`` (the counts, where the model reads them), each cell's row and its batch.
+
+        The row index lets batches drawn from a backed file, which come back sorted, be put back in place.
+        """
+        if INDICES_COLUMN not in adata.obs:
+            adata.obs[INDICES_COLUMN] = np.arange(adata.n_obs)
+        fields = [*(fields or []), NumericalObsField(REGISTRY_KEYS.INDICES_KEY, INDICES_COLUMN)]
+        if batch_key is not None:  # registered for its categories (codes of new cells follow them)
+            fields.append(CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key))
+        manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
+        manager.register_fields(adata, **kwargs)
+        cls.register_manager(manager)
+
+    def _check_enough_cells(self, n_cells: int) -> None:
+        if n_cells < MIN_CELLS:
+            msg = f"Only {n_cells} cells: {self.method_name} needs at least {MIN_CELLS} cells to train."
+            raise ValueError(msg)
+
+    # ------------------------------------------------------------------------------------ genes
+    def _init_genes(self, mask_var, n_top_genes: int | None) -> tuple[np.ndarray | None, int]:
+        """Check and keep the gene selection; return the mask (what the saved parameters keep) and the planned width."""
+        check_n_top_genes(n_top_genes)
+        mask = gene_mask(self.adata.var, mask_var)
+        self._gene_mask = mask
+        self.n_top_genes = n_top_genes
+        return mask, planned_gene_count(self.adata.n_vars, mask, n_top_genes)
+
+    def _new_module(self, n_genes: int):
+        """A fresh scvi-tools module reading ``n_genes`` genes."""
+        raise NotImplementedError
+
+    def _choose_genes(self, statistics: CountStatistics) -> np.ndarray:
+        """The genes to train on, once the counts are scanned (see :func:`atlasclust.data.choose_genes`).
+
+        When genes without counts make the input narrower than planned, the (untrained) module is
+        built again at that width and the saved parameters name the genes chosen, so that
+        :meth:`load` rebuilds the same width.
+        """
+        gene_index = choose_genes(statistics, self._gene_mask, self.n_top_genes)
+        if len(gene_index) != len(self.module.gene_index):
+            self.module = self._new_module(len(gene_index))
+            self.init_params_ = with_chosen_genes(self.init_params_, gene_index, self.adata.n_vars)
+        return gene_index
+
+    # ------------------------------------------------------------------------------------ load
+    @classmethod
+    def load(cls, dir_path: str, adata: ad.AnnData | None = None, **kwargs):
+        """Load a saved model, for ``adata`` or for the AnnData saved with it.
+
+        ``adata`` itself is not modified: the model registers a light view of it. Nothing is
+        printed at scanpy's default verbosity.
+
+        Parameters
+        ----------
+        dir_path
+            Folder written by :meth:`save`.
+        adata
+            AnnData with the training genes in the same order and counts in the same layer (and
+            the batch column, spot coordinates or cell graph the model was set up with).
+            ``None``: the AnnData saved with the model (``save(…, save_anndata=True)``), as in
+            scvi-tools.
+        **kwargs
+            Passed to :meth:`scvi.model.base.BaseModelClass.load` (e.g. ``accelerator``).
+        """
+        model = load_saved_model(cls, dir_path, adata, **kwargs)
+        model._after_load()
+        return model
+
+    def _after_load(self) -> None:
+        """What a loaded model sets before use (nothing here)."""
