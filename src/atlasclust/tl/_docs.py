@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from textwrap import dedent, indent
 
@@ -62,7 +63,9 @@ def doc_params(**extra: str) -> Callable:
     def decorate(function: Callable) -> Callable:
         doc = function.__doc__
         for name, text in parts.items():
-            doc = doc.replace("{" + name + "}", indent(dedent(text), "    ").lstrip())
+            # each line of the text at the placeholder's own indentation
+            pattern = re.compile(r"^([ \t]*)\{" + name + r"\}", flags=re.MULTILINE)
+            doc = pattern.sub(lambda match, text=text: indent(dedent(text), match[1]), doc)
         function.__doc__ = doc
         return function
 
