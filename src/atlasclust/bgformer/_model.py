@@ -21,10 +21,7 @@ from atlasclust.data import (
     saved_batches,
     training_view,
 )
-from atlasclust.train import (
-    ClusteringModel,
-    quiet_scvi,
-)
+from atlasclust.train import ClusteringModel, quiet_scvi
 
 from ._fit import BGFormerFitMixin
 from ._inference import BGFormerInferenceMixin

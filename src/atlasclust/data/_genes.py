@@ -77,8 +77,9 @@ def choose_genes(statistics: CountStatistics, mask: np.ndarray | None, n_top_gen
     out, with an info message.
     """
     detected = statistics.n_cells_per_gene > 0
-    candidates = detected if mask is None else detected & mask
-    n_empty = int(np.sum(~detected if mask is None else ~detected & mask))
+    selected = np.ones_like(detected) if mask is None else mask
+    candidates = selected & detected
+    n_empty = int(np.sum(selected & ~detected))
     if n_empty:
         logg.info(f"    leaving out {n_empty} genes with no counts in any cell")
     if not candidates.any():

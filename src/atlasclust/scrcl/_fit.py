@@ -11,14 +11,9 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from atlasclust._constants import (
-    REPRESENTATIONS,
-)
+from atlasclust._constants import REPRESENTATIONS
 from atlasclust._validate import as_int
-from atlasclust.data import (
-    fits_on_gpu,
-    training_device,
-)
+from atlasclust.data import fits_on_gpu, training_device
 from atlasclust.train import (
     cluster_centers,
     history_frame,

@@ -22,9 +22,7 @@ from atlasclust.data import (
     saved_batches,
     training_view,
 )
-from atlasclust.train import (
-    ClusteringModel,
-)
+from atlasclust.train import ClusteringModel
 
 from ._data import SCRCLDataMixin
 from ._defaults import (

@@ -13,9 +13,7 @@ from scvi.model.base import UnsupervisedTrainingMixin
 from atlasclust._constants import BGFORMER_RESOLUTION, DEFAULT_N_TOP_GENES, HIGHLY_VARIABLE_IF_PRESENT
 from atlasclust._validate import keyword_names, trainer_keywords
 from atlasclust.bgformer import BGFormer
-from atlasclust.data import (
-    training_view,
-)
+from atlasclust.data import training_view
 
 from ._docs import doc_params
 from ._run import Collected, Tool, run_tool
