@@ -1,5 +1,3 @@
-from types import SimpleNamespace
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,13 +20,28 @@ ARGUMENTS = {
 }
 
 
-def _fake_tool(calls: list, *, fail_in_collect: bool = False) -> Tool:
-    """A method that 'trains' instantly: what run_tool does around it is under test."""
+class FakeModel:
+    """A model that 'trains' instantly: what run_tool does around it is under test."""
 
-    def fit(genes, batch_size, folder, model_options, train_options):
-        calls.append(("fit", batch_size, model_options, train_options))
-        history = pd.DataFrame({"train_loss": [1.0, 0.5]})
-        return SimpleNamespace(history_=history, batch_size_=batch_size, selected_genes_=np.array(["g0"]))
+    method_name = "Fake"
+    calls: list = []
+
+    @classmethod
+    def setup_anndata(cls, adata, layer=None, batch_key=None):
+        cls.calls.append(("setup", adata.n_obs, layer, batch_key, list(adata.obs.columns)))
+
+    def __init__(self, adata, n_clusters=None, *, mask_var=None, width=1, registry=None):
+        self.calls.append(("init", n_clusters, mask_var is None, width))
+
+    def train(self, max_epochs=None, *, batch_size=128, weight_decay=0.0, random_state=0, checkpoint_dir=None):
+        self.calls.append(("train", max_epochs, batch_size, weight_decay))
+        self.history_ = pd.DataFrame({"train_loss": [1.0, 0.5]})
+        self.batch_size_ = batch_size
+        self.selected_genes_ = np.array(["g0"])
+
+
+def _fake_tool(calls: list, *, fail_in_collect: bool = False) -> Tool:
+    FakeModel.calls = calls
 
     def collect(model):
         calls.append(("collect",))
@@ -42,20 +55,38 @@ def _fake_tool(calls: list, *, fail_in_collect: bool = False) -> Tool:
             obsp={"fake_graph": sp.eye(n, format="csr")},
         )
 
-    return Tool("tl.fake", "Fake", {"width"}, {"width", "weight_decay"}, fit, collect)
+    return Tool("tl.fake", FakeModel, collect, {"batch_key": "obs"})
 
 
 def test_the_flow_checks_first_writes_after_and_returns_as_scanpy_does(counts):
     calls = []
-    result = run_tool(_fake_tool(calls), counts, ARGUMENTS, {"width": 4, "weight_decay": 0.1}, first_batch_size=64)
+    arguments = ARGUMENTS | {"n_clusters": 3, "max_epochs": 5}
+    result = run_tool(_fake_tool(calls), counts, arguments, {"width": 4, "weight_decay": 0.1}, first_batch_size=64)
     assert result is None  # written in place
-    assert calls == [("fit", 64, {"width": 4}, {"weight_decay": 0.1}), ("collect",)]
+    # each step takes, by name, the arguments it declares; the rest of kwargs go to train
+    assert calls == [
+        ("setup", 600, None, None, ["_indices"]),
+        ("init", 3, True, 4),
+        ("train", 5, 64, 0.1),
+        ("collect",),
+    ]
     assert list(counts.obs["fake"].cat.categories) == ["0", "1", "2"]
     params = counts.uns["fake"]["params"]
     assert params["extra"] == 1 and params["n_clusters_found"] == 3 and params["width"] == 4
     assert "fake_graph" in counts.obsp and list(counts.uns["fake"]["genes"]) == ["g0"]
     copied = run_tool(_fake_tool([]), counts, ARGUMENTS | {"copy": True, "key_added": "other"}, {}, first_batch_size=8)
     assert "other" in copied.obs and "other" not in counts.obs
+
+
+def test_the_view_keeps_what_the_tool_names_and_a_missing_layer_fails_before_training(counts):
+    counts.obs["donor"] = np.where(np.arange(counts.n_obs) % 2, "a", "b")
+    calls = []
+    run_tool(_fake_tool(calls), counts, ARGUMENTS | {"batch_key": "donor"}, {}, first_batch_size=64)
+    assert calls[0] == ("setup", counts.n_obs, None, "donor", ["_indices", "donor"])
+    calls.clear()
+    with pytest.raises(KeyError, match="missing"):
+        run_tool(_fake_tool(calls), counts, ARGUMENTS | {"layer": "missing"}, {}, first_batch_size=64)
+    assert calls == []
 
 
 def test_an_unknown_keyword_fails_before_any_training(counts):

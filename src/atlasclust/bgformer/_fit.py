@@ -18,11 +18,7 @@ from atlasclust.data import (
     BlockShuffleDataSplitter,
     DeviceDataSplitter,
     DeviceRows,
-    counts_matrix,
-    describe_source,
-    log_normalized_moments,
     resolve_data_on_device,
-    scan_counts,
     sparse_batches,
     training_device,
 )
@@ -48,18 +44,8 @@ class BGFormerFitMixin:
     # ------------------------------------------------------------------------------------ training
     def _fit_input_transform(self) -> None:
         """Stream over the counts once: validate them, pick genes, learn the scaling."""
-        matrix = counts_matrix(self.adata, self._layer)
-        source = describe_source(self._layer)
-        statistics = scan_counts(matrix, source=source)
-        gene_index = self._choose_genes(statistics)
-        median = statistics.median_library_size
-        n_batch = self.module.n_batch
-        codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY) if n_batch else None
-        moments = log_normalized_moments(
-            matrix, statistics.library_size, gene_index, target_sum=median, groups=codes, n_groups=n_batch
-        )
-        self.module.set_gene_statistics(gene_index, moments.mean, moments.std, median, moments.group_mean)
-        self.selected_genes_ = np.asarray(self.adata.var_names[gene_index]).astype(str)
+        codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY) if self.module.n_batch else None
+        self._learn_input_transform(codes)
 
     def _sample_cells(self, rng: np.random.Generator) -> np.ndarray:
         n_obs = self.adata.n_obs

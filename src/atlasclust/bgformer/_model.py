@@ -11,7 +11,7 @@ from scvi.data.fields import LayerField
 
 from atlasclust._constants import BGFORMER_RESOLUTION as DEFAULT_RESOLUTION
 from atlasclust._constants import CENTER_INITS, DEFAULT_N_TOP_GENES
-from atlasclust._validate import check_cluster_count, check_non_negative, check_positive
+from atlasclust._validate import check_non_negative, check_positive
 from atlasclust.data import (
     DeviceRows,
     as_sparse_matrix,
@@ -121,16 +121,13 @@ class BGFormer(BGFormerFitMixin, BGFormerInferenceMixin, ClusteringModel):
         super().__init__(adata, registry)
         n_vars = self.summary_stats.n_vars
         n_batch = int(self.summary_stats.get("n_batch", 0))
-        mask_var, n_genes = self._init_genes(mask_var, n_top_genes)  # the array is what the saved parameters keep
-        check_cluster_count(n_clusters, self.summary_stats.n_cells)
+        # the mask array is what the saved parameters keep
+        mask_var, n_genes = self._init_clustering(n_clusters, resolution, mask_var, n_top_genes)
         check_non_negative(dec_weight=dec_weight, anchor_weight=anchor_weight, input_noise=input_noise)
-        check_positive(resolution=resolution, n_latent=n_latent, n_anchors=n_anchors, n_heads=n_heads, n_ffn=n_ffn)
+        check_positive(n_latent=n_latent, n_anchors=n_anchors, n_heads=n_heads, n_ffn=n_ffn)
         if center_init not in CENTER_INITS:
             msg = f"center_init={center_init!r} is not one of {CENTER_INITS}."
             raise ValueError(msg)
-        self._check_enough_cells(self.summary_stats.n_cells)
-        self.n_clusters = n_clusters
-        self.resolution = resolution
         self.center_init = center_init
         self._module_options = {
             "n_latent": n_latent,

@@ -7,13 +7,13 @@ from scvi import REGISTRY_KEYS
 from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from torch import nn
 
-from atlasclust.nn import ZINBDecoder, dec_loss, student_t_assignment, target_distribution, zinb_nll
+from atlasclust.nn import CountInputBuffers, ZINBDecoder, dec_loss, student_t_assignment, target_distribution, zinb_nll
 
 from ._anchors import AnchorCodebook
 from ._attention import BipartiteEncoder
 
 
-class BGFormerModule(BaseModuleClass):
+class BGFormerModule(CountInputBuffers, BaseModuleClass):
     """Bipartite-graph transformer with an anchor codebook, ZINB decoders and a DEC head.
 
     The module receives raw counts over all registered genes and does its own input transform
@@ -77,14 +77,8 @@ class BGFormerModule(BaseModuleClass):
         # anchor-side encodings of the last training batch, for the re-seeding after the step
         self._pending_refresh: torch.Tensor | None = None
         # input transform, filled from the data by BGFormer before training (and saved)
-        self.register_buffer(
-            "gene_index", torch.arange(n_input) if n_input == n_vars else torch.zeros(n_input, dtype=torch.long)
-        )
-        self.register_buffer("gene_mean", torch.zeros(n_input))
-        self.register_buffer("gene_std", torch.ones(n_input))
-        self.register_buffer("median_library_size", torch.tensor(1.0))
-        if n_batch:
-            self.register_buffer("batch_gene_mean", torch.zeros(n_batch, n_input))
+        gene_index = torch.arange(n_input) if n_input == n_vars else torch.zeros(n_input, dtype=torch.long)
+        self.register_input_buffers(n_input, n_batch, gene_index=gene_index)
         # anchor side: encoder, codebook, ZINB decoder of anchors
         self.anchor_encoder = nn.Sequential(
             nn.Linear(n_input, 512), nn.BatchNorm1d(512), nn.ReLU(),
@@ -101,18 +95,6 @@ class BGFormerModule(BaseModuleClass):
         self.centers: nn.Parameter | None = None
 
     # ----------------------------------------------------------------------------- input transform
-    def set_gene_statistics(
-        self, gene_index, gene_mean, gene_std, median_library_size: float, batch_gene_mean=None
-    ) -> None:
-        """Store the input transform learned from the data (``batch_gene_mean``: batches x genes)."""
-        device = self.gene_mean.device
-        self.gene_index.copy_(torch.as_tensor(gene_index, dtype=torch.long, device=device))
-        self.gene_mean.copy_(torch.as_tensor(gene_mean, dtype=torch.float32, device=device))
-        self.gene_std.copy_(torch.as_tensor(gene_std, dtype=torch.float32, device=device))
-        self.median_library_size.fill_(float(median_library_size))
-        if self.n_batch:
-            self.batch_gene_mean.copy_(torch.as_tensor(batch_gene_mean, dtype=torch.float32, device=device))
-
     def prepare_input(
         self, counts_all: torch.Tensor, batch_index: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

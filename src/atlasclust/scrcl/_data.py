@@ -19,7 +19,6 @@ from atlasclust.data import (
     expression_graph,
     gcn_normalize,
     gene_graph,
-    log_normalized_moments,
     mutual_neighbors,
     projected_log_features,
     scaled_log_features,
@@ -56,28 +55,11 @@ class SCRCLDataMixin:
     # ------------------------------------------------------------------------------------ data
     def _fit_input_transform(self, random_state: int) -> None:
         """Validate the counts, choose genes, learn the scaling, the principal axes and the gene graph."""
-        layer = self._setup_args["layer"]
-        matrix = counts_matrix(self.adata, layer)
-        statistics = scan_counts(matrix, source=describe_source(layer))
-        gene_index = self._choose_genes(statistics)
-        median = statistics.median_library_size
         module = self.module
         codes = self._batch_codes(self.adata)
-        moments = log_normalized_moments(
-            matrix,
-            statistics.library_size,
-            gene_index,
-            target_sum=median,
-            groups=codes if module.n_batch else None,
-            n_groups=module.n_batch,
-        )
+        matrix, statistics, gene_index, moments = self._learn_input_transform(codes)
+        median = statistics.median_library_size
         std = moments.std
-        module.gene_index = torch.as_tensor(gene_index, dtype=torch.long)
-        module.gene_mean = torch.as_tensor(moments.mean, dtype=torch.float32)
-        module.gene_std = torch.as_tensor(std, dtype=torch.float32)
-        module.median_library_size = torch.tensor(median, dtype=torch.float32)
-        if module.n_batch:
-            module.batch_gene_mean = torch.as_tensor(moments.group_mean, dtype=torch.float32)
         n_obs = matrix.shape[0]
         fit_rows = None  # the principal axes of at most PCA_FIT_MAX_CELLS cells: no cells x genes array of all
         if n_obs > PCA_FIT_MAX_CELLS:
@@ -99,7 +81,6 @@ class SCRCLDataMixin:
             torch.as_tensor(np.vstack([propagation.row, propagation.col]), dtype=torch.long),
             torch.as_tensor(propagation.data, dtype=torch.float32),
         )
-        self.selected_genes_ = np.asarray(self.adata.var_names[gene_index]).astype(str)
         # the counts were validated and scanned above: the graph data reuse that pass (and the features)
         self._graph_data[id(self.adata)] = self._build_graph_data(
             self.adata, features if fit_rows is None else None, statistics=statistics

@@ -14,7 +14,7 @@ from atlasclust._constants import (
     REPRESENTATIONS,
 )
 from atlasclust._constants import SCRCL_RESOLUTION as DEFAULT_RESOLUTION
-from atlasclust._validate import check_cluster_count, check_non_negative, check_positive
+from atlasclust._validate import check_non_negative, check_positive
 from atlasclust.data import (
     check_batch_column,
     check_coordinates,
@@ -160,16 +160,15 @@ class SCRCL(SCRCLDataMixin, SCRCLFitMixin, ClusteringModel):
         super().__init__(adata, registry)
         n_vars = self.adata.n_vars
         n_obs = self.adata.n_obs
-        mask_var, n_input = self._init_genes(mask_var, n_top_genes)  # the array is what the saved parameters keep
-        check_cluster_count(n_clusters, n_obs)
+        # the mask array is what the saved parameters keep
+        mask_var, n_input = self._init_clustering(n_clusters, resolution, mask_var, n_top_genes)
         check_non_negative(alpha=alpha, beta=beta)
-        check_positive(temperature=temperature, resolution=resolution, n_hidden=n_hidden, n_descriptors=n_descriptors)
+        check_positive(temperature=temperature, n_hidden=n_hidden, n_descriptors=n_descriptors)
         if n_refined is not None:
             check_positive(n_refined=n_refined)
         _check_choice("representation", representation, REPRESENTATIONS)
         _check_choice("input_features", input_features, INPUT_FEATURES)
         _check_choice("graph_normalization", graph_normalization, GRAPH_NORMALIZATION_CHOICES)
-        self._check_enough_cells(n_obs)
         if metric not in VALID_METRICS["brute"] or metric == "precomputed":
             msg = f"metric={metric!r} is not a distance scanpy.pp.neighbors knows; try 'euclidean' or 'cosine'."
             raise ValueError(msg)
@@ -183,7 +182,6 @@ class SCRCL(SCRCLDataMixin, SCRCLFitMixin, ClusteringModel):
             msg = f"mnn_neighbors={mnn_neighbors} must be 0 (no links between slices) or more."
             raise ValueError(msg)
         self.mnn_neighbors = int(mnn_neighbors)
-        self.n_clusters = n_clusters
         self.n_neighbors = n_neighbors
         self.metric = metric
         self.n_gene_neighbors = n_gene_neighbors
@@ -197,7 +195,6 @@ class SCRCL(SCRCLDataMixin, SCRCLFitMixin, ClusteringModel):
             # resolved here so that the saved parameters, and a model loaded with other cells, keep it
             graph_normalization = "mean" if n_obs > FULL_BATCH_MAX_CELLS else "symmetric"
         self.graph_normalization = graph_normalization
-        self.resolution = resolution
         self.representation = representation
         if input_features == "auto":
             # resolved here, like graph_normalization, so the saved parameters keep it

@@ -8,13 +8,13 @@ from scvi import REGISTRY_KEYS
 from scvi.module.base import BaseModuleClass, LossOutput
 from torch import nn
 
-from atlasclust.nn import GraphConvolution
+from atlasclust.nn import CountInputBuffers, GraphConvolution
 
 from ._graph_data import CellGraphData
 from ._losses import cvc_loss, hea_loss, ndc_loss
 
 
-class SCRCLModule(BaseModuleClass):
+class SCRCLModule(CountInputBuffers, BaseModuleClass):
     """Two views of the cells (MLP and GCN) aligned by contrast, refined by gene embeddings.
 
     The gene encoder reads fixed per-gene descriptors (``genes x n_descriptors``, from the training
@@ -76,14 +76,9 @@ class SCRCLModule(BaseModuleClass):
         self.gene_encoder = GraphConvolution(n_descriptors, n_refined)
         self.projector = nn.Linear(n_hidden, n_input)
         # input transform and fixed gene side, set from the training data by the model (and saved)
-        self.register_buffer("gene_index", torch.arange(n_input))
-        self.register_buffer("gene_mean", torch.zeros(n_input))
-        self.register_buffer("gene_std", torch.ones(n_input))
-        self.register_buffer("median_library_size", torch.tensor(1.0))
+        self.register_input_buffers(n_input, n_batch)
         self.register_buffer("pca_mean", torch.zeros(n_input))
         self.register_buffer("pca_components", torch.zeros(n_descriptors, n_input))
-        if n_batch:
-            self.register_buffer("batch_gene_mean", torch.zeros(n_batch, n_input))
         # set after training: k-means or Leiden centres of the unit-normalised embedding (its
         # width depends on the representation clustered, so it is sized when set or loaded)
         self.register_buffer("cluster_centers", torch.zeros(0, 0))

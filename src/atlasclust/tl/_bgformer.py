@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
 from scanpy import logging as logg
-from scvi.model.base import UnsupervisedTrainingMixin
 
 from atlasclust._constants import BGFORMER_RESOLUTION, DEFAULT_N_TOP_GENES, HIGHLY_VARIABLE_IF_PRESENT
-from atlasclust._validate import keyword_names, trainer_keywords
 from atlasclust.bgformer import BGFormer
-from atlasclust.data import training_view
 
 from ._docs import doc_params
 from ._run import Collected, Tool, run_tool
-
-_MODEL_OPTIONS = set(inspect.signature(BGFormer.__init__).parameters) - {"self", "adata", "registry"}
-#: Every keyword the tool passes on: model options, the model's ``train``, scvi-tools' training loop and Trainer.
-_ACCEPTED_KEYWORDS = (
-    _MODEL_OPTIONS | keyword_names(BGFormer.train, UnsupervisedTrainingMixin.train) | trainer_keywords()
-)
 
 #: A cluster is reported as grown by the DEC phase when it ends with at least this share of the cells ...
 GROWN_CLUSTER_SHARE = 0.3
@@ -155,36 +145,6 @@ def bgformer(
     """
     arguments = {name: value for name, value in locals().items() if name not in ("adata", "kwargs")}
 
-    def fit(genes, batch_size: int, folder, model_options: dict, train_options: dict) -> BGFormer:
-        view = training_view(adata, layer, obs_keys=(batch_key,))
-        BGFormer.setup_anndata(view, layer=layer, batch_key=batch_key)
-        model = BGFormer(
-            view,
-            n_clusters,
-            mask_var=genes,
-            n_top_genes=n_top_genes,
-            n_latent=n_latent,
-            n_anchors=n_anchors,
-            n_heads=n_heads,
-            resolution=resolution,
-            **model_options,
-        )
-        model.train(
-            max_epochs,
-            batch_size=batch_size,
-            lr=lr,
-            accelerator=accelerator,
-            devices=devices,
-            strategy=strategy,
-            num_workers=num_workers,
-            early_stopping=early_stopping,
-            enable_progress_bar=enable_progress_bar,
-            random_state=random_state,
-            checkpoint_dir=folder,
-            **train_options,
-        )
-        return model
-
     def collect(model: BGFormer) -> Collected:
         try:
             summary = model.summarize(num_workers=num_workers, cell_attention=store_attention)
@@ -215,7 +175,7 @@ def bgformer(
             obsm={f"{key_added}_attention": summary["cell_attention"] if store_attention else None},
         )
 
-    tool = Tool("tl.bgformer", "BGFormer", _MODEL_OPTIONS, _ACCEPTED_KEYWORDS, fit, collect)
+    tool = Tool("tl.bgformer", BGFormer, collect, {"batch_key": "obs"})
     return run_tool(tool, adata, arguments, kwargs, first_batch_size=batch_size)
 
 

@@ -13,9 +13,10 @@ import anndata as ad
 import numpy as np
 import scvi
 from scanpy import logging as logg
+from scvi.model.base import UnsupervisedTrainingMixin
 
-from atlasclust._validate import check_keywords
-from atlasclust.data import check_batch_column, counts_matrix, default_mask_var, gene_mask, raw_counts_hint
+from atlasclust._validate import check_keywords, keyword_names, trainer_keywords
+from atlasclust.data import default_mask_var, gene_mask, raw_counts_hint, training_view
 from atlasclust.train import checkpoint_folder, deterministic_mode, halving_batch_size_on_oom, lightning_info_as_scanpy
 
 from ._results import cluster_categorical, package_versions, storable, write_clustering
@@ -48,26 +49,55 @@ class Tool:
     ----------
     name
         The tool's name in messages (``"tl.bgformer"``).
-    title
-        The method's name in the log (``"BGFormer"``).
-    model_options
-        Keywords the model's constructor takes (the rest of ``**kwargs`` go to ``train``).
-    accepted
-        Every keyword the tool passes on; any other raises at once.
-    fit
-        ``fit(genes, batch_size, checkpoint_dir, model_options, train_options)``: build, set up and
-        train the model on a view of the data (``genes``: the resolved gene mask or ``None``).
+    model_cls
+        The model class: its ``setup_anndata``, constructor and ``train`` take, by name, the
+        tool's arguments they declare (the rest of ``**kwargs`` go to ``train``, for Lightning).
     collect
         ``collect(model)``: embedding, cluster codes and method-specific results, still under the
         call's guards.
+    data_keys
+        Arguments naming what the training view keeps besides the counts, with the AnnData slot
+        each names (``{"batch_key": "obs", "spatial_key": "obsm"}``).
     """
 
     name: str
-    title: str
-    model_options: set[str]
-    accepted: set[str]
-    fit: Callable
+    model_cls: type
     collect: Callable[[object], Collected]
+    data_keys: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        model = self.model_cls
+        self.setup_options = keyword_names(model.setup_anndata) - {"adata"}
+        self.model_options = keyword_names(model.__init__) - {"adata", "registry"}
+        self.train_options = keyword_names(model.train)
+        #: every keyword the tool passes on; any other raises at once
+        self.accepted = (
+            self.model_options | keyword_names(model.train, UnsupervisedTrainingMixin.train) | trainer_keywords()
+        )
+
+    def fit(self, adata: ad.AnnData, arguments: dict, kwargs: dict, *, genes, batch_size: int, folder) -> object:
+        """Set up a view of ``adata``, build the model and train it (``genes``: the resolved gene mask or ``None``)."""
+        slots = {
+            slot: tuple(arguments[name] for name, where in self.data_keys.items() if where == slot) for slot in SLOTS
+        }
+        view = training_view(
+            adata, arguments["layer"], obs_keys=slots["obs"], obsm_keys=slots["obsm"], obsp_keys=slots["obsp"]
+        )
+        self.model_cls.setup_anndata(view, **_named(arguments, self.setup_options))
+        model = self.model_cls(view, **_named(arguments, self.model_options) | {"mask_var": genes})
+        lightning = {name: value for name, value in kwargs.items() if name not in self.model_options}
+        model.train(
+            **_named(arguments, self.train_options) | lightning | {"batch_size": batch_size, "checkpoint_dir": folder}
+        )
+        return model
+
+
+#: The AnnData slots a training view can keep, besides the counts.
+SLOTS = ("obs", "obsm", "obsp")
+
+
+def _named(arguments: dict, names: set[str]) -> dict:
+    return {name: value for name, value in arguments.items() if name in names}
 
 
 def run_tool(
@@ -85,27 +115,22 @@ def run_tool(
     collecting succeeded, into ``adata`` or a copy of it.
     """
     arguments = arguments | kwargs
-    start = logg.info(f"running {tool.title}")
+    start = logg.info(f"running {tool.model_cls.method_name}")
     if arguments["copy"] and adata.isbacked:
         msg = "copy=True needs an in-memory AnnData; with backed data, write the result with adata.write(new_path)."
         raise ValueError(msg)
     if checks is not None:
         checks()
-    counts_matrix(adata, arguments["layer"])  # KeyError for a missing layer, before any work
-    if arguments["batch_key"] is not None:
-        check_batch_column(adata, arguments["batch_key"])
     check_keywords(tool.name, kwargs, tool.accepted)
     mask_var = default_mask_var(adata.var, arguments["mask_var"])
     genes = gene_mask(adata.var, mask_var)  # a clear error for a bad selection, before any work
     arguments["mask_var"] = mask_var if genes is None or isinstance(mask_var, str) else "boolean array"
-    model_options = {k: v for k, v in kwargs.items() if k in tool.model_options}
-    train_options = {k: v for k, v in kwargs.items() if k not in tool.model_options}
 
     def fit(batch_size: int):
         with lightning_info_as_scanpy():  # Lightning logs "Seed set to …"
             scvi.settings.seed = arguments["random_state"]
         folder = checkpoint_folder(arguments["checkpoint_dir"], batch_size, initial=first_batch_size)
-        return tool.fit(genes, batch_size, folder, model_options, train_options)
+        return tool.fit(adata, arguments, kwargs, genes=genes, batch_size=batch_size, folder=folder)
 
     with raw_counts_hint(adata), deterministic_mode(arguments["deterministic"]):
         model = halving_batch_size_on_oom(fit, first_batch_size, allow=arguments["auto_batch_size"])

@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
-from scvi.model.base import UnsupervisedTrainingMixin
 
 from atlasclust._constants import DEFAULT_N_TOP_GENES, HIGHLY_VARIABLE_IF_PRESENT, SCRCL_RESOLUTION
-from atlasclust._validate import keyword_names, trainer_keywords
 from atlasclust.data import (
     check_coordinates,
     spatial_majority_vote,
-    training_view,
 )
 from atlasclust.scrcl import SCRCL, default_batch_size
 
 from ._docs import doc_params
 from ._run import Collected, Tool, run_tool
-
-_MODEL_OPTIONS = set(inspect.signature(SCRCL.__init__).parameters) - {"self", "adata", "registry"}
-#: Every keyword the tool passes on: model options, the model's ``train``, scvi-tools' training loop and Trainer.
-_ACCEPTED_KEYWORDS = _MODEL_OPTIONS | keyword_names(SCRCL.train, UnsupervisedTrainingMixin.train) | trainer_keywords()
 
 
 @doc_params()
@@ -187,48 +179,6 @@ def scrcl(
             msg = "smooth_labels needs spot coordinates: pass spatial_key (e.g. 'spatial')."
             raise ValueError(msg)
 
-    def fit(genes, batch_size: int, folder, model_options: dict, train_options: dict) -> SCRCL:
-        view = training_view(
-            adata, layer, obs_keys=(batch_key, library_key), obsm_keys=(spatial_key,), obsp_keys=(graph_key,)
-        )
-        SCRCL.setup_anndata(
-            view,
-            layer=layer,
-            spatial_key=spatial_key,
-            graph_key=graph_key,
-            batch_key=batch_key,
-            library_key=library_key,
-        )
-        model = SCRCL(
-            view,
-            n_clusters,
-            mask_var=genes,
-            n_top_genes=n_top_genes,
-            n_neighbors=n_neighbors,
-            n_gene_neighbors=n_gene_neighbors,
-            n_hidden=n_hidden,
-            temperature=temperature,
-            alpha=alpha,
-            beta=beta,
-            smoothing=smoothing,
-            graph_normalization=graph_normalization,
-            resolution=resolution,
-            representation=representation,
-            **model_options,
-        )
-        model.train(
-            max_epochs,
-            batch_size=batch_size,
-            lr=lr,
-            accelerator=accelerator,
-            devices=devices,
-            enable_progress_bar=enable_progress_bar,
-            random_state=random_state,
-            checkpoint_dir=folder,
-            **train_options,
-        )
-        return model
-
     def collect(model: SCRCL) -> Collected:
         embedding = model.get_latent_representation()
         codes = model.predict()
@@ -251,6 +201,11 @@ def scrcl(
             varm={f"{key_added}_gene_embedding": model.gene_embedding(all_genes=True).to_numpy()},
         )
 
-    tool = Tool("tl.scrcl", "scRCL", _MODEL_OPTIONS, _ACCEPTED_KEYWORDS, fit, collect)
+    tool = Tool(
+        "tl.scrcl",
+        SCRCL,
+        collect,
+        {"batch_key": "obs", "library_key": "obs", "spatial_key": "obsm", "graph_key": "obsp"},
+    )
     first_batch = default_batch_size(adata.n_obs) if batch_size is None else batch_size
     return run_tool(tool, adata, arguments, kwargs, checks=checks, first_batch_size=first_batch)

@@ -13,13 +13,18 @@ from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, NumericalObsField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
+from atlasclust._validate import check_cluster_count, check_positive
 from atlasclust.data import (
     INDICES_COLUMN,
     CountStatistics,
     check_n_top_genes,
     choose_genes,
+    counts_matrix,
+    describe_source,
     gene_mask,
+    log_normalized_moments,
     planned_gene_count,
+    scan_counts,
     with_chosen_genes,
 )
 
@@ -33,8 +38,8 @@ class ClusteringModel(UnsupervisedTrainingMixin, BaseModelClass):
     """A clustering model of atlasclust on scvi-tools, the base of BGFormer and scRCL.
 
     A subclass names itself in :attr:`method_name`, builds its scvi-tools module in
-    :meth:`_new_module` and, in ``__init__``, calls :meth:`_check_enough_cells` and
-    :meth:`_init_genes`; once the counts are scanned it calls :meth:`_choose_genes`.
+    :meth:`_new_module` and, in ``__init__``, calls :meth:`_init_clustering`; once the counts are
+    scanned it calls :meth:`_choose_genes`.
     """
 
     #: The method's name in messages.
@@ -63,6 +68,22 @@ class ClusteringModel(UnsupervisedTrainingMixin, BaseModelClass):
         manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
         manager.register_fields(adata, **kwargs)
         cls.register_manager(manager)
+
+    def _init_clustering(
+        self, n_clusters: int | None, resolution: float, mask_var, n_top_genes: int | None
+    ) -> tuple[np.ndarray | None, int]:
+        """Check and keep what every model is given: clusters, resolution, genes; enough cells.
+
+        Returns the gene mask (what the saved parameters keep) and the planned input width.
+        """
+        n_cells = self.adata.n_obs
+        mask, n_genes = self._init_genes(mask_var, n_top_genes)
+        check_cluster_count(n_clusters, n_cells)
+        check_positive(resolution=resolution)
+        self._check_enough_cells(n_cells)
+        self.n_clusters = n_clusters
+        self.resolution = resolution
+        return mask, n_genes
 
     def _check_enough_cells(self, n_cells: int) -> None:
         if n_cells < MIN_CELLS:
@@ -94,6 +115,32 @@ class ClusteringModel(UnsupervisedTrainingMixin, BaseModelClass):
             self.module = self._new_module(len(gene_index))
             self.init_params_ = with_chosen_genes(self.init_params_, gene_index, self.adata.n_vars)
         return gene_index
+
+    def _learn_input_transform(self, batch_codes: np.ndarray | None) -> tuple:
+        """One streamed pass over the counts: validate them, choose the genes, learn their scaling.
+
+        The module keeps the transform (its :class:`~atlasclust.nn.CountInputBuffers`); with
+        ``batch_codes`` (each cell's batch) and a module that centres within batches, each batch's
+        gene means too. Returns the counts, their :class:`~atlasclust.data.CountStatistics`, the
+        chosen genes and their moments, for what a model derives further.
+        """
+        layer = self.registry_["setup_args"]["layer"]
+        matrix = counts_matrix(self.adata, layer)
+        statistics = scan_counts(matrix, source=describe_source(layer))
+        gene_index = self._choose_genes(statistics)
+        median = statistics.median_library_size
+        n_batch = self.module.n_batch
+        moments = log_normalized_moments(
+            matrix,
+            statistics.library_size,
+            gene_index,
+            target_sum=median,
+            groups=batch_codes if n_batch else None,
+            n_groups=n_batch,
+        )
+        self.module.set_gene_statistics(gene_index, moments.mean, moments.std, median, moments.group_mean)
+        self.selected_genes_ = np.asarray(self.adata.var_names[gene_index]).astype(str)
+        return matrix, statistics, gene_index, moments
 
     # ------------------------------------------------------------------------------------ load
     @classmethod
