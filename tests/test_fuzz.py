@@ -19,6 +19,9 @@ from hypothesis import strategies as st
 import atlasclust as ac
 from atlasclust.cli import main
 
+# the generated data have duplicate cell names on purpose; anndata says so each time one is built
+pytestmark = pytest.mark.filterwarnings("ignore:Observation names are not unique:UserWarning")
+
 settings.register_profile(
     "ci",
     max_examples=200,

@@ -1,3 +1,5 @@
+import warnings
+
 import matplotlib
 
 matplotlib.use("agg")
@@ -31,3 +33,24 @@ def test_finish_returns_the_figure_the_axes_or_nothing_once_shown(monkeypatch):
     finally:
         sc.settings.autoshow = autoshow
     plt.close("all")
+
+
+def test_save_writes_where_scanpy_would_without_scanpys_deprecated_helper(tmp_path):
+    figdir, file_format = sc.settings.figdir, sc.settings.file_format_figs
+    sc.settings.figdir, sc.settings.file_format_figs = tmp_path / "figures", "png"
+    try:
+        _save_two_figures()
+    finally:
+        sc.settings.figdir, sc.settings.file_format_figs = figdir, file_format
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["heat.png", "heat_b.pdf"]
+    assert not plt.get_fignums()  # a saved figure is closed, as scanpy does
+
+
+def _save_two_figures():
+    plt.close("all")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scanpy 1.12 warns when its own helper is given save=
+        figure, ax = plt.subplots()
+        assert finish(figure, "heat", show=False, save=True, return_fig=False, axes=ax) is ax
+        figure, ax = plt.subplots()
+        finish(figure, "heat", show=False, save="_b.pdf", return_fig=False, axes=ax)

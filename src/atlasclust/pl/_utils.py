@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import anndata as ad
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+from scanpy import logging as logg
 from scanpy import settings
-from scanpy.pl._utils import savefig_or_show
+
+#: Endings of ``save`` that set the file type, as in scanpy.
+FIGURE_EXTENSIONS = (".svg", ".pdf", ".png")
 
 
 def require_result(
@@ -44,11 +49,34 @@ def _result_keys(adata: ad.AnnData) -> list[str]:
 def finish(figure: Figure, writekey: str, *, show: bool | None, save: bool | str | None, return_fig: bool, axes):
     """Save and/or show ``figure`` as scanpy does, and return what scanpy's plots return.
 
-    The figure with ``return_fig``; ``axes`` (what was drawn) when the figure is not shown
+    ``save``: ``True`` writes ``settings.figdir / (writekey + "." + settings.file_format_figs)``; a
+    string is appended to ``writekey`` (its ending ``.png``, ``.pdf`` or ``.svg`` sets the file
+    type); ``None`` follows ``settings.autosave``. Written here with ``Figure.savefig``, not
+    through scanpy's private helper, whose ``save`` is deprecated in scanpy 1.12.
+    Returns the figure with ``return_fig``; ``axes`` (what was drawn) when the figure is not shown
     (``show=False``, or scanpy's ``autoshow`` off); ``None`` once it was shown.
     """
-    plt.figure(figure.number)  # scanpy saves the current figure
-    savefig_or_show(writekey, show=False if return_fig else show, save=save)
+    do_save = settings.autosave if save is None else bool(save) or isinstance(save, str)
+    if do_save:
+        _save(figure, writekey, save if isinstance(save, str) else "")
+    shown = not return_fig and (settings.autoshow if show is None else show)
+    if shown:
+        plt.show()
+    if do_save:
+        plt.close(figure)
     if return_fig:
         return figure
-    return None if (settings.autoshow if show is None else show) else axes
+    return None if shown else axes
+
+
+def _save(figure: Figure, writekey: str, suffix: str) -> None:
+    extension = settings.file_format_figs
+    for ending in FIGURE_EXTENSIONS:
+        if suffix.endswith(ending):
+            extension, suffix = ending[1:], suffix[: -len(ending)]
+            break
+    folder = Path(settings.figdir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{writekey}{suffix}{settings.plot_suffix}.{extension}"
+    logg.warning(f"saving figure to file {path}")  # at warning level, as scanpy says it
+    figure.savefig(path, bbox_inches="tight")  # at rcParams["savefig.dpi"], which sc.set_figure_params(dpi_save=) sets
