@@ -1,8 +1,11 @@
+import pytest
 import torch
 
 from atlasclust.bgformer._anchors import AnchorCodebook
 
 
+# the cells are duplicates on purpose: k-means says it found fewer distinct points than clusters
+@pytest.mark.filterwarnings("ignore:Number of distinct clusters:sklearn.exceptions.ConvergenceWarning")
 def test_initialisation_never_gives_nan_anchors_even_with_duplicate_cells():
     codebook = AnchorCodebook(8, 4)
     h = torch.tensor([[1.0, 0, 0, 0]] * 20 + [[0, 1.0, 0, 0]] * 20)  # only two distinct encodings

@@ -14,6 +14,8 @@ OPTIONS = {
 }
 
 
+# CSC counts on purpose: scvi-tools suggests CSR when it registers them
+@pytest.mark.filterwarnings("ignore:Training will be faster when sparse matrix is formatted as CSR:UserWarning")
 @pytest.mark.parametrize("method", ["bgformer", "scrcl"])
 @pytest.mark.parametrize("container", [sp.csr_array, sp.csc_array, lambda x: x.toarray().astype(np.float16)])
 def test_sparse_arrays_and_float16_counts_give_the_csr_matrix_result(counts, method, container):
@@ -150,6 +152,10 @@ def test_a_panel_with_fewer_genes_than_the_default_trains_on_all_of_them(method)
     assert panel.uns[method]["params"]["n_top_genes"] == 2000  # the default, never an error
 
 
+# raised inside scanpy's sc.pp.neighbors on these counts (scanpy 1.11 and 1.12), not by atlasclust
+@pytest.mark.filterwarnings(
+    "ignore:Changing the sparsity structure of a csr_matrix:scipy.sparse.SparseEfficiencyWarning"
+)
 @pytest.mark.parametrize("method", ["bgformer", "scrcl"])
 def test_genes_without_counts_are_left_out_and_the_model_reloads(counts, method, tmp_path):
     x = counts.X.toarray()
