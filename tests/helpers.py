@@ -129,3 +129,16 @@ def check_bad_batch_key_refused(tool, counts: ad.AnnData, case: str, options: di
     with pytest.raises(error, match=message):
         tool(counts, 4, batch_key="donor", **options)
     assert_unchanged(counts, before)
+
+
+def small_scrcl(adata: ad.AnnData, **options):
+    """A small scRCL model with 4 clusters on a training view of ``adata`` (seeded, not trained)."""
+    import scvi
+
+    from atlasclust.data import training_view
+    from atlasclust.models import SCRCL
+
+    scvi.settings.seed = 0
+    view = training_view(adata)
+    SCRCL.setup_anndata(view)
+    return SCRCL(view, 4, **({"n_top_genes": 150, "n_hidden": 64} | options))
