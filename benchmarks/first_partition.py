@@ -68,8 +68,11 @@ class _Stop(Exception):
     """Raised by the capture hook: the DEC phase is not needed."""
 
 
-def pretrained_embedding(adata, k: int, seed: int) -> np.ndarray:
-    """The embedding ``tl.bgformer`` (accuracy benchmark's call) places its DEC centres on, for every cell."""
+def pretrained_embedding(adata, k: int, seed: int, keep: dict | None = None) -> np.ndarray:
+    """The embedding ``tl.bgformer`` (accuracy benchmark's call) places its DEC centres on, for every cell.
+
+    ``keep``, if given, receives the pre-trained model under ``"model"``.
+    """
     import atlasclust as ac
     from atlasclust.bgformer import BGFormer
 
@@ -78,6 +81,8 @@ def pretrained_embedding(adata, k: int, seed: int) -> np.ndarray:
 
     def capture(model, cells, batch_size, random_state):
         captured["latent"] = model.get_latent_representation(indices=cells, batch_size=batch_size)
+        if keep is not None:
+            keep["model"] = model
         raise _Stop
 
     BGFormer._initialize_clusters = capture
