@@ -20,6 +20,11 @@ FAST = {
     "batch_size": 128,
     "enable_progress_bar": False,
 }
+#: FAST split by where each option goes: BGFormer's constructor and its ``train``.
+FAST_MODEL = {k: FAST[k] for k in ("n_top_genes", "n_latent", "n_anchors", "n_heads")}
+FAST_TRAIN = {k: FAST[k] for k in ("max_epochs", "batch_size", "enable_progress_bar")}
+#: Training of the small scRCL model (:func:`small_scrcl`).
+SCRCL_TRAIN = {"max_epochs": 20, "enable_progress_bar": False}
 
 
 #: Bad ``batch_key="donor"`` columns every ``tl`` function must refuse: case: (edit of the AnnData, error, message)

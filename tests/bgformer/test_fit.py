@@ -1,12 +1,11 @@
 import pytest
 import scvi
 from helpers import FAST
+from helpers import FAST_MODEL as MODEL
+from helpers import FAST_TRAIN as TRAIN
 
 from atlasclust.data import training_view
 from atlasclust.models import BGFormer
-
-MODEL = {k: FAST[k] for k in ("n_top_genes", "n_latent", "n_anchors", "n_heads")}
-TRAIN = {k: FAST[k] for k in ("max_epochs", "batch_size", "enable_progress_bar")}
 
 
 def test_training_further_appends_to_the_history(counts):

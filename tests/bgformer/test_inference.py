@@ -1,13 +1,11 @@
 import numpy as np
 import scipy.sparse as sp
 import scvi
-from helpers import FAST
+from helpers import FAST_MODEL as MODEL
+from helpers import FAST_TRAIN as TRAIN
 
 import atlasclust as ac
 from atlasclust.models import BGFormer
-
-MODEL = {k: FAST[k] for k in ("n_top_genes", "n_latent", "n_anchors", "n_heads")}
-TRAIN = {k: FAST[k] for k in ("max_epochs", "batch_size", "enable_progress_bar")}
 
 
 def test_predict_on_cells_never_seen_in_training():

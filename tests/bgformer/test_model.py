@@ -1,14 +1,12 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from helpers import FAST
+from helpers import FAST_MODEL as MODEL
+from helpers import FAST_TRAIN as TRAIN
 
 import atlasclust as ac
 from atlasclust.models import BGFormer
 from atlasclust.train._assign import leiden_on_embedding
-
-MODEL = {k: FAST[k] for k in ("n_top_genes", "n_latent", "n_anchors", "n_heads")}
-TRAIN = {k: FAST[k] for k in ("max_epochs", "batch_size", "enable_progress_bar")}
 
 
 def test_save_load_gives_identical_embeddings_and_labels(clustered, tmp_path):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import scanpy as sc
 import torch
+from helpers import SCRCL_TRAIN as TRAIN
 from helpers import small_scrcl as _model
 
 import atlasclust as ac
@@ -12,8 +13,6 @@ from atlasclust.data._graphs import expression_graph, gcn_normalize
 from atlasclust.models import SCRCL
 from atlasclust.scrcl import _data as scrcl_data
 from atlasclust.train import _base as train_base
-
-TRAIN = {"max_epochs": 20, "enable_progress_bar": False}
 
 
 def test_counts_input_feeds_the_raw_counts_to_both_views(counts, tmp_path):

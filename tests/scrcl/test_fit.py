@@ -1,11 +1,10 @@
 import numpy as np
 import pytest
 import torch
+from helpers import SCRCL_TRAIN as TRAIN
 from helpers import small_scrcl as _model
 
 import atlasclust as ac
-
-TRAIN = {"max_epochs": 20, "enable_progress_bar": False}
 
 
 @torch.no_grad()

@@ -1,12 +1,11 @@
 import numpy as np
 import pytest
 import torch
+from helpers import SCRCL_TRAIN as TRAIN
 from helpers import small_scrcl as _model
 
 import atlasclust as ac
 from atlasclust.models import SCRCL
-
-TRAIN = {"max_epochs": 20, "enable_progress_bar": False}
 
 
 def test_batches_hold_only_the_seeds_neighbourhood(counts):
