@@ -46,14 +46,14 @@ COLUMNS = [
 ]
 
 
-def _model_input(adata, genes: np.ndarray, median: float, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """The network's input, as ``BGFormerModule.prepare_input`` computes it, for every cell."""
-    import scipy.sparse as sp
+def _model_input(adata, module) -> np.ndarray:
+    """The network's input for every cell: ``module.prepare_input`` of their counts, without batches."""
+    import torch
 
-    counts = sp.csr_matrix(adata.X, dtype=np.float64)
-    library = np.asarray(counts.sum(axis=1)).ravel()
-    chosen = counts[:, genes].toarray()
-    return np.clip((np.log1p(chosen * (median / library)[:, None]) - mean) / std, -10, 10)
+    counts = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
+    with torch.no_grad():
+        _, _, scaled = module.prepare_input(torch.as_tensor(counts, dtype=torch.float32))
+    return scaled.numpy()
 
 
 def _clusters_holding(labels: np.ndarray, members: np.ndarray, share: float = 0.05) -> int:
@@ -75,14 +75,7 @@ def run_one(dataset: str, seed: int) -> dict:
     k = len(np.unique(truth))
     captured = {}
     latent = pretrained_embedding(adata.copy(), k, seed, keep=captured)
-    module = captured["model"].module
-    network_input = _model_input(
-        adata,
-        module.gene_index.cpu().numpy(),
-        float(module.median_library_size),
-        module.gene_mean.cpu().numpy(),
-        module.gene_std.cpu().numpy(),
-    )
+    network_input = _model_input(adata, captured["model"].module)
     expression = adata.copy()
     scaled_pca(expression, n_top_genes=2000, n_comps=50, seed=seed)
     pca = expression.obsm["X_pca"]
