@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
+from _zarr import use_zarrs
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -108,15 +109,8 @@ def main() -> None:
     parser.add_argument("--folder", type=Path, default=None, help="where the files go (default: a temporary folder)")
     args = parser.parse_args()
     import annbatch
-    import zarr
 
-    try:
-        import zarrs  # noqa: F401
-
-        zarr.config.set({"codec_pipeline.path": "zarrs.ZarrsCodecPipeline"})
-        codec = "zarrs"
-    except ImportError:
-        codec = "zarr-python"
+    codec = use_zarrs()
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory(dir=args.folder) as folder:
         folder = Path(folder)

@@ -19,6 +19,7 @@ from atlasclust.data import (
     DeviceDataSplitter,
     DeviceRows,
     resolve_data_on_device,
+    saved_batches,
     sparse_batches,
     training_device,
 )
@@ -44,8 +45,33 @@ class BGFormerFitMixin:
     # ------------------------------------------------------------------------------------ training
     def _fit_input_transform(self) -> None:
         """Stream over the counts once: validate them, pick genes, learn the scaling."""
-        codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY) if self.module.n_batch else None
-        self._learn_input_transform(codes)
+        if self._collection is None:
+            codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY) if self.module.n_batch else None
+            self._learn_input_transform(codes)
+        else:
+            self._learn_input_transform(self._collection_batch_codes(), counts=self._collection.counts)
+
+    @staticmethod
+    def _check_collection_options(
+        n_train: int, batch_size: int, data_on_device: bool | None, shuffle_block_size: int, num_workers: int
+    ) -> None:
+        """Refuse, before any work, the options that do not apply when annbatch reads the batches."""
+        given = {"data_on_device": bool(data_on_device), "shuffle_block_size": shuffle_block_size > 1}
+        given["num_workers"] = num_workers > 0
+        if any(given.values()):
+            names = ", ".join(name for name, on in given.items() if on)
+            msg = f"{names}: not for a collection, whose batches annbatch reads in chunks, in its own threads."
+            raise ValueError(msg)
+        if n_train % batch_size == 1:  # annbatch would end each epoch with a batch of one, which BatchNorm refuses
+            msg = f"batch_size={batch_size} leaves one cell in the last batch of {n_train}: choose another batch_size."
+            raise ValueError(msg)
+
+    def _collection_batch_codes(self) -> np.ndarray | None:
+        """Each collection cell's batch, coded as the registry codes it (``None`` without batches)."""
+        if not self.module.n_batch:
+            return None
+        batches = self._collection.obs[self._batch_key].astype(str)
+        return pd.Categorical(batches, categories=[str(b) for b in saved_batches(self.registry_)]).codes
 
     def _sample_cells(self, rng: np.random.Generator) -> np.ndarray:
         n_obs = self.adata.n_obs
@@ -68,7 +94,7 @@ class BGFormerFitMixin:
 
     def _initialize_clusters(self, cells: np.ndarray, batch_size: int, random_state: int) -> None:
         """DEC centres in the embedding the DEC head compares: k-means or Leiden on ``cells``."""
-        latent = self.get_latent_representation(indices=cells, batch_size=batch_size)
+        latent = self.get_latent_representation(self.adata, indices=cells, batch_size=batch_size)
         centers, self.center_start_ = cluster_centers(
             latent, self.n_clusters, resolution=self.resolution, random_state=random_state, init=self.center_init
         )
@@ -168,7 +194,7 @@ class BGFormerFitMixin:
         num_workers = as_int(num_workers, "num_workers", minimum=0)
         shuffle_block_size = as_int(shuffle_block_size, "shuffle_block_size", minimum=1)
         check_fraction(pretrain_fraction=pretrain_fraction)
-        n_obs = self.adata.n_obs
+        n_obs = self.adata.n_obs if self._collection is None else self._collection.n_obs
         train_size = (0.9 if early_stopping else 1.0) if train_size is None else train_size
         n_train = math.ceil(train_size * n_obs)
         batch_size = min(batch_size, n_train)
@@ -176,6 +202,9 @@ class BGFormerFitMixin:
         n_pretrain = int(np.clip(round(pretrain_fraction * max_epochs), 1, max(max_epochs - 1, 1)))
         rng = np.random.default_rng(random_state)
         init_cells = self._sample_cells(rng)
+        if self._collection is not None:
+            self._check_collection_options(n_train, batch_size, data_on_device, shuffle_block_size, num_workers)
+            data_on_device = False
         if shuffle_block_size > 1:
             if data_on_device or training_device(accelerator, devices, strategy) is None:
                 msg = "shuffle_block_size > 1 works on one device, reading batches on the CPU (data_on_device=False)."
@@ -238,6 +267,11 @@ class BGFormerFitMixin:
                 accelerator=accelerator,
                 device=devices,
                 drop_last=drop_last,
+            )
+        if self._collection is not None:  # annbatch reads shuffled chunks of the collection
+            fingerprint["collection"] = True
+            fit_kwargs["datamodule"] = self._collection.data_module(
+                batch_size=batch_size, batch_codes=self._collection_batch_codes(), seed=random_state
             )
         pretrain = phase_checkpoint(checkpoint_dir, "pretrain", fingerprint)
         cluster = phase_checkpoint(checkpoint_dir, "cluster", fingerprint)

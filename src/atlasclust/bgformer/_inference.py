@@ -10,6 +10,8 @@ import pandas as pd
 import torch
 from scvi import REGISTRY_KEYS
 
+from atlasclust.data import Collection
+
 
 class BGFormerInferenceMixin:
     """BGFormer's inference: embedding, clusters, attention and the summary tl.bgformer writes."""
@@ -56,6 +58,20 @@ class BGFormerInferenceMixin:
         finally:
             self.module.clustering_active = was_active
 
+    def _collection_for(self, adata) -> Collection | None:
+        """The annbatch collection ``adata`` names (``None``: a collection-trained model's own), or ``None`` for an AnnData."""
+        if adata is None:
+            return getattr(self, "_collection", None)
+        if isinstance(adata, ad.AnnData):
+            return None
+        return adata if isinstance(adata, Collection) else Collection(adata)
+
+    @staticmethod
+    def _whole_shards(indices: Sequence[int] | None) -> None:
+        if indices is not None:
+            msg = "indices= selects cells of an AnnData; for a collection, pass one of its shards (Collection.shards)."
+            raise ValueError(msg)
+
     def cluster_start_fractions(self) -> np.ndarray:
         """Share of the cells nearest each DEC centre when the clustering phase began.
 
@@ -95,6 +111,13 @@ class BGFormerInferenceMixin:
         num_workers
             Data-loader worker processes.
         """
+        if (cells := self._collection_for(adata)) is not None:
+            self._whole_shards(indices)
+            parts = [
+                self.get_latent_representation(shard, batch_size=batch_size, num_workers=num_workers)
+                for shard in cells.shards
+            ]
+            return np.concatenate(parts)
         self.module.eval()
         n = self._as_registered(adata).n_obs if indices is None else len(indices)
         latent = np.empty((n, self._n_latent), dtype=np.float32)
@@ -134,6 +157,11 @@ class BGFormerInferenceMixin:
             Data-loader worker processes.
         """
         self._check_if_trained(warn=False)
+        if (cells := self._collection_for(adata)) is not None:
+            self._whole_shards(indices)
+            options = {"batch_size": batch_size, "soft": soft, "num_workers": num_workers}
+            parts = [self.predict(shard, **options) for shard in cells.shards]
+            return pd.concat(parts) if soft else np.concatenate(parts)
         registered = self._as_registered(adata)
         n = registered.n_obs if indices is None else len(indices)
         q = np.empty((n, self.n_clusters_), dtype=np.float32)
@@ -224,6 +252,9 @@ class BGFormerInferenceMixin:
         and, when asked, ``cell_attention``.
         """
         self._check_if_trained(warn=False)
+        if (cells := self._collection_for(adata)) is not None:
+            options = {"batch_size": batch_size, "num_workers": num_workers, "cell_attention": cell_attention}
+            return merge_summaries([self.summarize(shard, **options) for shard in cells.shards])
         self.module.eval()
         registered = self._as_registered(adata)
         n_heads = self.module.encoder.attention.n_heads
@@ -257,3 +288,24 @@ class BGFormerInferenceMixin:
         if per_cell is not None:
             summary["cell_attention"] = per_cell
         return summary
+
+
+def merge_summaries(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """One :meth:`~BGFormerInferenceMixin.summarize` result from those of consecutive parts of the cells."""
+    merged = {
+        name: np.concatenate([part[name] for part in parts])
+        for name in ("latent", "soft", "cell_attention")
+        if name in parts[0]
+    }
+    n_clusters = parts[0]["soft"].shape[1]
+    sizes = [np.bincount(part["soft"].argmax(axis=1), minlength=n_clusters) for part in parts]
+    # per-cluster means from per-part means: weight each by the part's cells in that cluster
+    sums = sum(
+        part["attention"].astype(np.float64) * size[:, None, None] for part, size in zip(parts, sizes, strict=True)
+    )
+    merged["attention"] = (sums / np.maximum(sum(sizes), 1)[:, None, None]).astype(np.float32)
+    cells = np.array([len(part["soft"]) for part in parts], dtype=np.float64)
+    usage = sum(part["anchor_usage"].astype(np.float64) * n for part, n in zip(parts, cells, strict=True)) / cells.sum()
+    merged["anchor_usage"] = usage.astype(np.float32)
+    merged["anchors"] = parts[0]["anchors"]
+    return merged

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from anndata.abc import CSCDataset, CSRDataset
 from scvi import REGISTRY_KEYS
@@ -13,6 +14,7 @@ from atlasclust._constants import BGFORMER_RESOLUTION as DEFAULT_RESOLUTION
 from atlasclust._constants import CENTER_INITS, DEFAULT_N_TOP_GENES
 from atlasclust._validate import check_non_negative, check_positive
 from atlasclust.data import (
+    Collection,
     DeviceRows,
     as_sparse_matrix,
     check_batch_column,
@@ -23,6 +25,7 @@ from atlasclust.data import (
 )
 from atlasclust.train import ClusteringModel, quiet_scvi
 
+from ._defaults import _MAX_INIT_CELLS
 from ._fit import BGFormerFitMixin
 from ._inference import BGFormerInferenceMixin
 from ._module import BGFormerModule
@@ -148,6 +151,8 @@ class BGFormer(BGFormerFitMixin, BGFormerInferenceMixin, ClusteringModel):
         self.center_start_: dict | None = None
         # the training copy of the counts on the device, kept for inference (no trailing "_": not saved)
         self._device_rows: DeviceRows | None = None
+        # the annbatch collection trained from (see from_collection); None: the AnnData is the training data
+        self._collection: Collection | None = None
         self._model_summary_string = (
             f"BGFormer with n_latent={n_latent}, n_anchors={n_anchors}, n_heads={n_heads}, "
             f"n_top_genes={n_top_genes}, n_clusters={n_clusters}, n_batch={n_batch}"
@@ -195,6 +200,43 @@ class BGFormer(BGFormerFitMixin, BGFormerInferenceMixin, ClusteringModel):
         # (is_count_data) raises "data type not understood" on scipy sparse arrays (csr_array)
         counts = LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=False)
         cls._register(adata, setup_method_args, fields=[counts], batch_key=batch_key, **kwargs)
+
+    @classmethod
+    def from_collection(
+        cls, collection, n_clusters: int | None = None, *, batch_key: str | None = None, **kwargs
+    ) -> BGFormer:
+        """A model that trains on the cells of an `annbatch <https://annbatch.readthedocs.io>`_ collection.
+
+        Training reads shuffled batches from disk through scvi-tools'
+        :class:`~scvi.dataloaders.AnnbatchDataModule`; the genes and the input scaling come from one
+        pass over every cell, the anchors and the DEC centres from a random sample of at most
+        50,000 cells, which is the model's :attr:`adata` (in memory, registered as usual).
+        :meth:`get_latent_representation`, :meth:`predict` and :meth:`summarize` read every cell of
+        the collection by default, shard by shard. Needs ``atlasclust[annbatch]`` (Python 3.12+).
+
+        Parameters
+        ----------
+        collection
+            An :class:`annbatch.DatasetCollection`, its path, or an :class:`atlasclust.data.Collection`.
+        n_clusters
+            Number of clusters, as for :class:`BGFormer`.
+        batch_key
+            ``obs`` column of the collection naming each cell's batch (see :meth:`setup_anndata`).
+        **kwargs
+            The options of :class:`BGFormer`.
+        """
+        cells = collection if isinstance(collection, Collection) else Collection(collection)
+        rng = np.random.default_rng(0)  # fixed: the same collection always gives the same sample
+        n_sample = min(cells.n_obs, _MAX_INIT_CELLS)
+        sample = cells.rows(np.sort(rng.choice(cells.n_obs, n_sample, replace=False)))
+        if batch_key is not None:  # every batch of the collection, also those the sample misses
+            check_batch_column(ad.AnnData(obs=cells.obs), batch_key)
+            everywhere = cells.obs[batch_key].astype("category").cat.categories
+            sample.obs[batch_key] = pd.Categorical(sample.obs[batch_key], categories=everywhere)
+        cls.setup_anndata(sample, batch_key=batch_key)
+        model = cls(sample, n_clusters, **kwargs)
+        model._collection = cells
+        return model
 
     @property
     def _layer(self) -> str | None:

@@ -12,6 +12,7 @@ from ._anndata import (
     training_view,
 )
 from ._blocks import BlockShuffleDataSplitter, BlockShuffleSampler
+from ._collection import Collection, StackedRows, loader_chunks
 from ._device import DeviceDataSplitter, DeviceRows, fits_on_gpu, resolve_data_on_device, training_device
 from ._genes import (
     check_n_top_genes,
@@ -49,12 +50,14 @@ from ._statistics import (
 __all__ = [
     "BlockShuffleDataSplitter",
     "BlockShuffleSampler",
+    "Collection",
     "CountStatistics",
     "DeviceDataSplitter",
     "DeviceRows",
     "GRAPH_NORMALIZATIONS",
     "INDICES_COLUMN",
     "NotCountsError",
+    "StackedRows",
     "as_sparse_matrix",
     "binary_symmetric",
     "check_batch_column",
@@ -71,6 +74,7 @@ __all__ = [
     "gene_graph",
     "gene_mask",
     "iter_row_chunks",
+    "loader_chunks",
     "log_normalized_moments",
     "mutual_neighbors",
     "planned_gene_count",

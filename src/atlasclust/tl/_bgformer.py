@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from os import PathLike
 from pathlib import Path
 
 import anndata as ad
@@ -22,7 +23,7 @@ GROWN_CLUSTER_FACTOR = 2.0
 
 @doc_params()
 def bgformer(
-    adata: ad.AnnData,
+    adata: ad.AnnData | PathLike | str,
     n_clusters: int | None = None,
     *,
     layer: str | None = None,
@@ -63,6 +64,11 @@ def bgformer(
     Parameters
     ----------
     {doc_adata}
+        Or an `annbatch <https://annbatch.readthedocs.io>`_ collection (an
+        ``annbatch.DatasetCollection`` or its path; ``pip install 'atlasclust[annbatch]'``, Python
+        3.12+): training then reads shuffled batches from it through scvi-tools'
+        ``AnnbatchDataModule``, and the results come back in a new AnnData of its cells (their
+        ``obs``, no counts), as with ``copy=True``. See :doc:`/scaling`.
     n_clusters
         Number of clusters. ``None`` finds it with Leiden (at ``resolution``) on the embedding
         learned in the first training phase.

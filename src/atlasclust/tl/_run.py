@@ -16,7 +16,7 @@ from scanpy import logging as logg
 from scvi.model.base import UnsupervisedTrainingMixin
 
 from atlasclust._validate import check_keywords, keyword_names, trainer_keywords
-from atlasclust.data import default_mask_var, gene_mask, raw_counts_hint, training_view
+from atlasclust.data import Collection, default_mask_var, gene_mask, raw_counts_hint, training_view
 from atlasclust.train import checkpoint_folder, deterministic_mode, halving_batch_size_on_oom, lightning_info_as_scanpy
 
 from ._results import cluster_categorical, package_versions, storable, write_clustering
@@ -75,8 +75,21 @@ class Tool:
             self.model_options | keyword_names(model.train, UnsupervisedTrainingMixin.train) | trainer_keywords()
         )
 
-    def fit(self, adata: ad.AnnData, arguments: dict, kwargs: dict, *, genes, batch_size: int, folder) -> object:
-        """Set up a view of ``adata``, build the model and train it (``genes``: the resolved gene mask or ``None``)."""
+    def fit(
+        self, adata: ad.AnnData, arguments: dict, kwargs: dict, *, genes, batch_size: int, folder, cells=None
+    ) -> object:
+        """Set up a view of ``adata``, build the model and train it (``genes``: the resolved gene mask or ``None``).
+
+        With ``cells`` (a :class:`~atlasclust.data.Collection`), the model trains on the collection instead.
+        """
+        lightning = {name: value for name, value in kwargs.items() if name not in self.model_options}
+        train = _named(arguments, self.train_options) | lightning | {"batch_size": batch_size, "checkpoint_dir": folder}
+        if cells is not None:
+            setup = _named(arguments, self.setup_options - {"layer"})
+            options = setup | _named(arguments, self.model_options) | {"mask_var": genes}
+            model = self.model_cls.from_collection(cells, **options)
+            model.train(**train)
+            return model
         slots = {
             slot: tuple(arguments[name] for name, where in self.data_keys.items() if where == slot) for slot in SLOTS
         }
@@ -85,10 +98,7 @@ class Tool:
         )
         self.model_cls.setup_anndata(view, **_named(arguments, self.setup_options))
         model = self.model_cls(view, **_named(arguments, self.model_options) | {"mask_var": genes})
-        lightning = {name: value for name, value in kwargs.items() if name not in self.model_options}
-        model.train(
-            **_named(arguments, self.train_options) | lightning | {"batch_size": batch_size, "checkpoint_dir": folder}
-        )
+        model.train(**train)
         return model
 
 
@@ -116,6 +126,10 @@ def run_tool(
     """
     arguments = arguments | kwargs
     start = logg.info(f"running {tool.model_cls.method_name}")
+    cells = None
+    if not isinstance(adata, ad.AnnData):  # an annbatch collection: the results go to a new AnnData of its cells
+        cells = _collection(tool, adata, arguments)
+        adata = cells.as_anndata()
     if arguments["copy"] and adata.isbacked:
         msg = "copy=True needs an in-memory AnnData; with backed data, write the result with adata.write(new_path)."
         raise ValueError(msg)
@@ -130,7 +144,7 @@ def run_tool(
         with lightning_info_as_scanpy():  # Lightning logs "Seed set to …"
             scvi.settings.seed = arguments["random_state"]
         folder = checkpoint_folder(arguments["checkpoint_dir"], batch_size, initial=first_batch_size)
-        return tool.fit(adata, arguments, kwargs, genes=genes, batch_size=batch_size, folder=folder)
+        return tool.fit(adata, arguments, kwargs, genes=genes, batch_size=batch_size, folder=folder, cells=cells)
 
     with raw_counts_hint(adata), deterministic_mode(arguments["deterministic"]):
         model = halving_batch_size_on_oom(fit, first_batch_size, allow=arguments["auto_batch_size"])
@@ -144,7 +158,8 @@ def run_tool(
         "versions": package_versions(),
     }
     key_added = arguments["key_added"]
-    target = adata.copy() if arguments["copy"] else adata
+    new_object = arguments["copy"] or cells is not None
+    target = adata.copy() if arguments["copy"] and cells is None else adata
     written = write_clustering(
         target,
         key_added,
@@ -164,5 +179,16 @@ def run_tool(
         deep=f"found {len(labels.categories)} clusters and added\n    " + ", ".join(written),
     )
     if arguments["return_model"]:
-        return (target, model) if arguments["copy"] else model
-    return target if arguments["copy"] else None
+        return (target, model) if new_object else model
+    return target if new_object else None
+
+
+def _collection(tool: Tool, collection, arguments: dict) -> Collection:
+    """The annbatch collection a tool was given instead of an AnnData, checked before any work."""
+    if not hasattr(tool.model_cls, "from_collection"):
+        msg = f"{tool.name} takes an AnnData, not {type(collection).__name__}."
+        raise TypeError(msg)
+    if arguments.get("layer") is not None:
+        msg = "An annbatch collection holds its counts in X: layer= does not apply."
+        raise ValueError(msg)
+    return Collection(collection)

@@ -172,6 +172,12 @@ def scrcl(
     >>> ac.tl.scrcl(adata, n_clusters=7)
     >>> ac.tl.scrcl(spots, n_clusters=7, spatial_key="spatial", smooth_labels=50)
     """
+    if not isinstance(adata, ad.AnnData):  # before anything reads it
+        msg = (
+            f"tl.scrcl takes an AnnData, not {type(adata).__name__}: its cell graph needs every cell at once "
+            "(tl.bgformer trains from annbatch collections)."
+        )
+        raise TypeError(msg)
     arguments = {name: value for name, value in locals().items() if name not in ("adata", "kwargs")}
 
     def checks() -> None:

@@ -116,17 +116,22 @@ class ClusteringModel(UnsupervisedTrainingMixin, BaseModelClass):
             self.init_params_ = with_chosen_genes(self.init_params_, gene_index, self.adata.n_vars)
         return gene_index
 
-    def _learn_input_transform(self, batch_codes: np.ndarray | None) -> tuple:
+    def _learn_input_transform(self, batch_codes: np.ndarray | None, counts=None) -> tuple:
         """One streamed pass over the counts: validate them, choose the genes, learn their scaling.
 
         The module keeps the transform (its :class:`~atlasclust.nn.CountInputBuffers`); with
         ``batch_codes`` (each cell's batch) and a module that centres within batches, each batch's
-        gene means too. Returns the counts, their :class:`~atlasclust.data.CountStatistics`, the
-        chosen genes and their moments, for what a model derives further.
+        gene means too. ``counts`` are the cells trained on when they are not the registered
+        AnnData's (an annbatch collection's). Returns the counts, their
+        :class:`~atlasclust.data.CountStatistics`, the chosen genes and their moments, for what a
+        model derives further.
         """
         layer = self.registry_["setup_args"]["layer"]
-        matrix = counts_matrix(self.adata, layer)
-        statistics = scan_counts(matrix, source=describe_source(layer))
+        if counts is None:
+            matrix, source = counts_matrix(self.adata, layer), describe_source(layer)
+        else:
+            matrix, source = counts, "the collection's X"
+        statistics = scan_counts(matrix, source=source)
         gene_index = self._choose_genes(statistics)
         median = statistics.median_library_size
         n_batch = self.module.n_batch
