@@ -142,6 +142,13 @@ def test_bgformer_trains_from_a_collection(written, trained):
     assert list(soft.index) == list(cells.obs_names)
     with pytest.raises(ValueError, match="indices= selects cells of an AnnData"):
         trained.predict(indices=[0, 1])
+    # attention, per cell and as group means pooled across shards
+    np.testing.assert_allclose(trained.get_attention(), trained.get_attention(in_memory), rtol=1e-4, atol=1e-5)
+    donors = in_memory.obs["donor"].astype(str).to_numpy()
+    pooled, whole = trained.get_attention(groups=donors), trained.get_attention(in_memory, groups=donors)
+    assert sorted(pooled) == sorted(whole) == ["d1", "d2"]
+    for donor in pooled:
+        np.testing.assert_allclose(pooled[donor], whole[donor], rtol=1e-4, atol=1e-6)
 
 
 def test_collection_summary_matches_one_pass_over_the_same_cells(written, trained):

@@ -104,6 +104,8 @@ class BGFormerInferenceMixin:
         ----------
         adata
             Any AnnData with the training genes (in the same order and layer).
+            Or an annbatch collection (or its path), read shard by shard; a model built by
+            :meth:`from_collection` reads its own by default. ``indices`` then does not apply.
         indices
             Cells to embed; all by default.
         batch_size
@@ -147,6 +149,8 @@ class BGFormerInferenceMixin:
         ----------
         adata
             AnnData to cluster; the training data by default.
+            Or an annbatch collection (or its path), read shard by shard; a model built by
+            :meth:`from_collection` reads its own by default. ``indices`` then does not apply.
         indices
             Cells to cluster; all by default.
         batch_size
@@ -188,6 +192,8 @@ class BGFormerInferenceMixin:
         ----------
         adata
             AnnData; the training data by default.
+            Or an annbatch collection (or its path), read shard by shard; a model built by
+            :meth:`from_collection` reads its own by default. ``indices`` then does not apply.
         indices
             Cells; all by default.
         batch_size
@@ -202,6 +208,9 @@ class BGFormerInferenceMixin:
         -------
         ``cells x heads x anchors`` array (rows sum to one per head), or per-group means.
         """
+        if (cells := self._collection_for(adata)) is not None:
+            self._whole_shards(indices)
+            return self._collection_attention(cells, groups, batch_size=batch_size, num_workers=num_workers)
         self.module.eval()
         n_heads = self.module.encoder.attention.n_heads
         n_anchors = self.module.codebook.n_anchors
@@ -222,6 +231,23 @@ class BGFormerInferenceMixin:
         means = sums / np.bincount(codes, minlength=len(names))[:, None, None]
         return {str(name): mean for name, mean in zip(names, means, strict=True)}
 
+    def _collection_attention(self, cells: Collection, groups, **options) -> np.ndarray | dict[str, np.ndarray]:
+        """:meth:`get_attention` over a collection, shard by shard: per-cell weights, or group means from per-shard means."""
+        if groups is None:
+            return np.concatenate([self.get_attention(shard, **options) for shard in cells.shards])
+        groups = np.asarray(groups).astype(str)
+        if len(groups) != cells.n_obs:
+            msg = f"groups has {len(groups)} entries for {cells.n_obs} cells."
+            raise ValueError(msg)
+        sums, sizes = {}, {}
+        for shard, start, stop in zip(cells.shards, cells.offsets[:-1], cells.offsets[1:], strict=True):
+            names, counts = np.unique(groups[start:stop], return_counts=True)
+            means = self.get_attention(shard, groups=groups[start:stop], **options)
+            for name, count in zip(names, counts, strict=True):
+                sums[name] = sums.get(name, 0.0) + means[name].astype(np.float64) * count
+                sizes[name] = sizes.get(name, 0) + count
+        return {name: sums[name] / sizes[name] for name in sorted(sums)}
+
     @torch.inference_mode()
     def summarize(
         self,
@@ -236,7 +262,8 @@ class BGFormerInferenceMixin:
         Parameters
         ----------
         adata
-            AnnData; the training data by default.
+            AnnData; the training data by default. Or an annbatch collection (or its path), read
+            shard by shard; a model built by :meth:`from_collection` reads its own by default.
         batch_size
             Cells per batch; by default 1024, or the training batch size where larger.
         num_workers
