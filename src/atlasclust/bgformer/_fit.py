@@ -36,7 +36,7 @@ from atlasclust.train import (
     with_trainer_guard,
 )
 
-from ._defaults import _MAX_INIT_CELLS, default_max_epochs
+from ._defaults import default_max_epochs, init_cells
 
 
 class BGFormerFitMixin:
@@ -72,12 +72,6 @@ class BGFormerFitMixin:
             return None
         batches = self._collection.obs[self._batch_key].astype(str)
         return pd.Categorical(batches, categories=[str(b) for b in saved_batches(self.registry_)]).codes
-
-    def _sample_cells(self, rng: np.random.Generator) -> np.ndarray:
-        n_obs = self.adata.n_obs
-        if n_obs <= _MAX_INIT_CELLS:
-            return np.arange(n_obs)
-        return np.sort(rng.choice(n_obs, _MAX_INIT_CELLS, replace=False))
 
     @torch.no_grad()
     def _initialize_anchors(self, cells: np.ndarray, batch_size: int, random_state: int) -> None:
@@ -201,7 +195,7 @@ class BGFormerFitMixin:
         max_epochs = default_max_epochs(n_train, batch_size) if max_epochs is None else max_epochs
         n_pretrain = int(np.clip(round(pretrain_fraction * max_epochs), 1, max(max_epochs - 1, 1)))
         rng = np.random.default_rng(random_state)
-        init_cells = self._sample_cells(rng)
+        start_cells = init_cells(self.adata.n_obs, rng)
         if self._collection is not None:
             self._check_collection_options(n_train, batch_size, data_on_device, shuffle_block_size, num_workers)
             data_on_device = False
@@ -216,7 +210,7 @@ class BGFormerFitMixin:
 
         if not self.is_prepared_:
             self._fit_input_transform()
-            self._initialize_anchors(init_cells, batch_size, random_state)
+            self._initialize_anchors(start_cells, batch_size, random_state)
             self.is_prepared_ = True
 
         # a last batch of one cell would break BatchNorm
@@ -305,7 +299,7 @@ class BGFormerFitMixin:
         try:
             if cluster.loaded is None:
                 pretrain_history = fit(n_pretrain, pretrain, "pretrain", 0)
-                self._initialize_clusters(init_cells, batch_size, random_state)
+                self._initialize_clusters(start_cells, batch_size, random_state)
             else:  # the clustering phase had begun: its checkpoint holds the centres, the weights and the generators
                 pretrain_history = pretrain.saved_history()
                 self.module.set_centers(cluster.loaded["state_dict"]["module.centers"])

@@ -25,7 +25,7 @@ from atlasclust.data import (
 )
 from atlasclust.train import ClusteringModel, quiet_scvi
 
-from ._defaults import _MAX_INIT_CELLS
+from ._defaults import init_cells
 from ._fit import BGFormerFitMixin
 from ._inference import BGFormerInferenceMixin
 from ._module import BGFormerModule
@@ -226,9 +226,8 @@ class BGFormer(BGFormerFitMixin, BGFormerInferenceMixin, ClusteringModel):
             The options of :class:`BGFormer`.
         """
         cells = collection if isinstance(collection, Collection) else Collection(collection)
-        rng = np.random.default_rng(0)  # fixed: the same collection always gives the same sample
-        n_sample = min(cells.n_obs, _MAX_INIT_CELLS)
-        sample = cells.rows(np.sort(rng.choice(cells.n_obs, n_sample, replace=False)))
+        # fixed seed: the same collection always gives the same sample
+        sample = cells.rows(init_cells(cells.n_obs, np.random.default_rng(0)))
         if batch_key is not None:  # every batch of the collection, also those the sample misses
             check_batch_column(ad.AnnData(obs=cells.obs), batch_key)
             everywhere = cells.obs[batch_key].astype("category").cat.categories

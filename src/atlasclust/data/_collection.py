@@ -10,6 +10,7 @@ stay on disk. ``annbatch`` and the data module are imported only here, only when
 from __future__ import annotations
 
 import math
+from functools import cached_property
 from os import PathLike
 
 import anndata as ad
@@ -73,11 +74,11 @@ class Collection:
 
     @property
     def obs_names(self) -> pd.Index:
-        return pd.Index(np.concatenate([shard.obs_names for shard in self.shards]))
+        return self.obs.index
 
-    @property
+    @cached_property
     def obs(self) -> pd.DataFrame:
-        """The cells' ``obs``, in the collection's order (categories joined across shards)."""
+        """The cells' ``obs``, in the collection's order (categories joined across shards); joined once."""
         return pd.concat([shard.obs for shard in self.shards], axis=0)
 
     @property
@@ -87,7 +88,8 @@ class Collection:
 
     def as_anndata(self) -> ad.AnnData:
         """An AnnData of the cells (their ``obs``) and genes, without counts: where a tool writes its results."""
-        return ad.AnnData(obs=self.obs, var=pd.DataFrame(index=self.var_names.copy()))
+        # a copy: the results written there must not reach the shared obs
+        return ad.AnnData(obs=self.obs.copy(), var=pd.DataFrame(index=self.var_names.copy()))
 
     def rows(self, cells: np.ndarray) -> ad.AnnData:
         """The AnnData of ``cells`` (increasing row numbers), counts read into memory."""
