@@ -68,6 +68,14 @@ def test_save_load_and_predict_on_held_back_cells(counts, tmp_path):
     assert ac.metrics.evaluate(truth, loaded.predict(held_back))["ARI"] > 0.8
     soft = loaded.predict(held_back, soft=True)
     assert soft.shape == (100, 4) and list(soft.index) == list(held_back.obs_names)
+    # as documented: the hard label is the nearest centre (Euclidean) to the unit rows, soft the cosine
+    unit = loaded.get_latent_representation(held_back)
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    centers = loaded.module.cluster_centers.numpy()
+    nearest = ((unit[:, None, :] - centers[None]) ** 2).sum(-1).argmin(1)
+    np.testing.assert_array_equal(loaded.predict(held_back), nearest)
+    cosine = unit @ (centers / np.linalg.norm(centers, axis=1, keepdims=True)).T
+    np.testing.assert_allclose(soft.to_numpy(), cosine, atol=1e-5)
 
 
 def test_models_saved_without_gene_means_still_load(counts, tmp_path):

@@ -195,14 +195,19 @@ class SCRCLFitMixin:
     def predict(
         self, adata: ad.AnnData | None = None, *, soft: bool = False, batch_size: int | None = None
     ) -> np.ndarray | pd.DataFrame:
-        """Cluster of each cell: nearest cluster centre (cosine) of the L2-normalised embedding.
+        """Cluster of each cell: the nearest cluster centre (Euclidean) to its L2-normalised embedding.
+
+        The centres are the means of each cluster's unit rows, so they are shorter than one where a
+        cluster is spread; the distance weighs that length, the cosine of ``soft=True`` does not.
 
         Parameters
         ----------
         adata
             AnnData to cluster (its own cell graph is built); the training data by default.
         soft
-            Return cosine similarities to each centre (cells x clusters frame) instead.
+            Return the cosine similarity of each cell to each centre (cells x clusters frame)
+            instead: the direction only, so its largest can differ from the hard label for a cell
+            between a tight and a spread cluster.
         batch_size
             Seed cells per pass.
         """
