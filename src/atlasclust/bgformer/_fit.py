@@ -43,13 +43,17 @@ class BGFormerFitMixin:
     """BGFormer's training: the input transform, the anchors, the two phases and the DEC centres between them."""
 
     # ------------------------------------------------------------------------------------ training
-    def _fit_input_transform(self) -> None:
-        """Stream over the counts once: validate them, pick genes, learn the scaling."""
+    def _fit_input_transform(self, collection_codes: np.ndarray | None = None) -> None:
+        """Stream over the counts once: validate them, pick genes, learn the scaling.
+
+        ``collection_codes``: the collection's batch codes (:meth:`_collection_batch_codes`), for a
+        model that trains from a collection.
+        """
         if self._collection is None:
             codes = self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY) if self.module.n_batch else None
             self._learn_input_transform(codes)
         else:
-            self._learn_input_transform(self._collection_batch_codes(), counts=self._collection.counts)
+            self._learn_input_transform(collection_codes, counts=self._collection.counts)
 
     @staticmethod
     def _check_collection_options(
@@ -196,9 +200,11 @@ class BGFormerFitMixin:
         n_pretrain = int(np.clip(round(pretrain_fraction * max_epochs), 1, max(max_epochs - 1, 1)))
         rng = np.random.default_rng(random_state)
         start_cells = init_cells(self.adata.n_obs, rng)
+        collection_codes = None
         if self._collection is not None:
             self._check_collection_options(n_train, batch_size, data_on_device, shuffle_block_size, num_workers)
             data_on_device = False
+            collection_codes = self._collection_batch_codes()  # read by the input transform and the data module
         if shuffle_block_size > 1:
             if data_on_device or training_device(accelerator, devices, strategy) is None:
                 msg = "shuffle_block_size > 1 works on one device, reading batches on the CPU (data_on_device=False)."
@@ -209,7 +215,7 @@ class BGFormerFitMixin:
         )
 
         if not self.is_prepared_:
-            self._fit_input_transform()
+            self._fit_input_transform(collection_codes)
             self._initialize_anchors(start_cells, batch_size, random_state)
             self.is_prepared_ = True
 
@@ -265,7 +271,7 @@ class BGFormerFitMixin:
         if self._collection is not None:  # annbatch reads shuffled chunks of the collection
             fingerprint["collection"] = True
             fit_kwargs["datamodule"] = self._collection.data_module(
-                batch_size=batch_size, batch_codes=self._collection_batch_codes(), seed=random_state
+                batch_size=batch_size, batch_codes=collection_codes, seed=random_state
             )
         pretrain = phase_checkpoint(checkpoint_dir, "pretrain", fingerprint)
         cluster = phase_checkpoint(checkpoint_dir, "cluster", fingerprint)

@@ -117,12 +117,13 @@ def run_tool(
     kwargs: dict,
     *,
     checks: Callable[[], None] | None = None,
-    first_batch_size: int,
+    first_batch_size: int | Callable[[int], int],
 ):
     """Run ``tool`` on ``adata`` with the call's ``arguments`` (its named parameters) and ``**kwargs``.
 
     Every check runs once, before any work; the results are written only after training and
-    collecting succeeded, into ``adata`` or a copy of it.
+    collecting succeeded, into ``adata`` or a copy of it. ``first_batch_size`` is the batch size to
+    try first, or a function of the number of cells giving it.
     """
     arguments = arguments | kwargs
     start = logg.info(f"running {tool.model_cls.method_name}")
@@ -130,6 +131,8 @@ def run_tool(
     if not isinstance(adata, ad.AnnData):  # an annbatch collection: the results go to a new AnnData of its cells
         cells = _collection(tool, adata, arguments)
         adata = cells.as_anndata()
+    if callable(first_batch_size):  # the number of cells is known only now, after the collection check
+        first_batch_size = first_batch_size(adata.n_obs)
     if arguments["copy"] and adata.isbacked:
         msg = "copy=True needs an in-memory AnnData; with backed data, write the result with adata.write(new_path)."
         raise ValueError(msg)
@@ -186,7 +189,10 @@ def run_tool(
 def _collection(tool: Tool, collection, arguments: dict) -> Collection:
     """The annbatch collection a tool was given instead of an AnnData, checked before any work."""
     if not hasattr(tool.model_cls, "from_collection"):
-        msg = f"{tool.name} takes an AnnData, not {type(collection).__name__}."
+        msg = (
+            f"{tool.name} takes an AnnData, not {type(collection).__name__}: {tool.model_cls.__name__} has no "
+            "from_collection and trains with all cells in memory."
+        )
         raise TypeError(msg)
     if arguments.get("layer") is not None:
         msg = "An annbatch collection holds its counts in X: layer= does not apply."

@@ -172,12 +172,6 @@ def scrcl(
     >>> ac.tl.scrcl(adata, n_clusters=7)
     >>> ac.tl.scrcl(spots, n_clusters=7, spatial_key="spatial", smooth_labels=50)
     """
-    if not isinstance(adata, ad.AnnData):  # before anything reads it
-        msg = (
-            f"tl.scrcl takes an AnnData, not {type(adata).__name__}: its cell graph needs every cell at once "
-            "(tl.bgformer trains from annbatch collections)."
-        )
-        raise TypeError(msg)
     arguments = {name: value for name, value in locals().items() if name not in ("adata", "kwargs")}
 
     def checks() -> None:
@@ -213,5 +207,5 @@ def scrcl(
         collect,
         {"batch_key": "obs", "library_key": "obs", "spatial_key": "obsm", "graph_key": "obsp"},
     )
-    first_batch = default_batch_size(adata.n_obs) if batch_size is None else batch_size
+    first_batch = default_batch_size if batch_size is None else batch_size
     return run_tool(tool, adata, arguments, kwargs, checks=checks, first_batch_size=first_batch)
