@@ -42,6 +42,8 @@ METHODS = [
     "bgformer_batch",
     "bgformer_noK",
     "scrcl",
+    "scrcl_merged",
+    "scrcl_auto",
     "scrcl_batch",
     "scrcl_noK",
     "kmeans_pca",
@@ -59,11 +61,18 @@ BATCH_METHODS = {"bgformer_batch", "scrcl_batch", "scvi_batch_leiden_trueK"}
 BATCH_COLUMNS = ("batch", "donor", "sample")
 #: Methods of this package (the others are baselines).
 OURS = {m for m in METHODS if m.startswith(("bgformer", "scrcl"))}
-#: BGFormer's two fixed starts, between which its default (``center_init="auto"``) chooses without labels.
-STARTS = {"bgformer_kmeans": "kmeans", "bgformer_merged": "merged"}
-#: Column of the better of the two fixed starts, seed by seed (it reads the labels: a reference, never run).
-ORACLE = "bgformer_oracle"
-TABLE_METHODS = [*METHODS[:3], ORACLE, *METHODS[3:]]
+#: ``center_init`` of the runs that set it: BGFormer's two fixed starts, between which its default
+#: (``"auto"``) chooses without labels, and scRCL's other two (its default is ``"kmeans"``).
+STARTS = {"bgformer_kmeans": "kmeans", "bgformer_merged": "merged", "scrcl_merged": "merged", "scrcl_auto": "auto"}
+#: Columns of the better of two fixed starts, seed by seed (they read the labels: references, never run),
+#: each with the runs it chooses between (k-means' first, merged k-means' second).
+ORACLES = {
+    "bgformer_oracle": ("bgformer_kmeans", "bgformer_merged"),
+    "scrcl_oracle": ("scrcl", "scrcl_merged"),
+}
+#: Runs of the label-free choice between each oracle's two starts.
+CHOOSERS = {"bgformer_oracle": "bgformer", "scrcl_oracle": "scrcl_auto"}
+TABLE_METHODS = [*METHODS[:3], "bgformer_oracle", *METHODS[3:8], "scrcl_oracle", *METHODS[8:]]
 #: Methods told no number of clusters: ours with ``n_clusters=None`` (Leiden on the embedding at each method's
 #: default resolution: BGFormer 1, scRCL 0.25), compared with ``leiden_res1``.
 WITHOUT_K = {"bgformer_noK", "scrcl_noK", "leiden_res1"}
@@ -152,13 +161,14 @@ def run_one(dataset: str, method: str, seed: int) -> dict:
     del adata.obs["cell_type"]  # nothing below may see the labels
     batch_key = _batch_column(dataset) if method in BATCH_METHODS else None
     start = time.perf_counter()
-    center_start = None  # how BGFormer's DEC centres started (its label-free choice), for its own runs
+    center_start = None  # how the clusters started (kmeans, merged or leiden), for our methods' runs
     if method in OURS:
         tool = method.split("_")[0]  # bgformer_merged -> tl.bgformer, scrcl_noK -> tl.scrcl
         if tool == "bgformer":
             options = {"center_init": STARTS[method]} if method in STARTS else {}
         else:
             options = {"spatial_key": "spatial" if "spatial" in adata.obsm else None}
+            options |= {"center_init": STARTS[method]} if method in STARTS else {}
         getattr(ac.tl, tool)(
             adata,
             None if method in WITHOUT_K else k,
@@ -209,26 +219,28 @@ def run_one(dataset: str, method: str, seed: int) -> dict:
 
 
 def _oracle_rows(rows: list[dict]) -> list[dict]:
-    """Per dataset and seed, the run of BGFormer's two fixed starts with the higher ARI: a reference that reads labels."""
+    """Per oracle, dataset and seed, the one of its two fixed starts with the higher ARI: a reference that reads labels."""
     oracle = []
-    for dataset, seed in sorted({(r["dataset"], r["seed"]) for r in rows}):
-        runs = [r for r in rows if (r["dataset"], r["seed"]) == (dataset, seed) and r["method"] in STARTS]
-        if len(runs) == len(STARTS):
-            best = max(runs, key=lambda r: r["ARI"])
-            oracle.append(
-                {"dataset": dataset, "method": ORACLE, "seed": seed} | {m: best[m] for m in ("ARI", "NMI", "ACC")}
-            )
+    for name, starts in ORACLES.items():
+        for dataset, seed in sorted({(r["dataset"], r["seed"]) for r in rows}):
+            runs = [r for r in rows if (r["dataset"], r["seed"]) == (dataset, seed) and r["method"] in starts]
+            if len(runs) == len(starts):
+                best = max(runs, key=lambda r: r["ARI"])
+                oracle.append(
+                    {"dataset": dataset, "method": name, "seed": seed} | {m: best[m] for m in ("ARI", "NMI", "ACC")}
+                )
     return oracle
 
 
-def _start_table(rows: list[dict], datasets: list[str]) -> list[str]:
-    """Markdown: which start BGFormer's default chose on each dataset, beside the start that scored higher."""
+def _start_table(rows: list[dict], datasets: list[str], oracle: str, heading: str, description: str) -> list[str]:
+    """Markdown: which start the label-free choice took on each dataset, beside the fixed start that scored higher."""
+    kmeans_run, merged_run = ORACLES[oracle]
+    if not any(r["method"] == CHOOSERS[oracle] for r in rows):
+        return []
     lines = [
-        '## BGFormer\'s start (`center_init="auto"`, the default)',
+        heading,
         "",
-        "How many of the default's runs started from k-means and how many from merged k-means (its label-free "
-        "choice, by modularity at resolution 0.25 on the pre-trained embedding's kNN graph), and, of the same "
-        "seeds, how often each fixed start scored the higher ARI (`bgformer_kmeans` against `bgformer_merged`).",
+        description,
         "",
         "| dataset | chose kmeans | chose merged | kmeans scored higher | merged scored higher |",
         "|---|---|---|---|---|",
@@ -237,12 +249,16 @@ def _start_table(rows: list[dict], datasets: list[str]) -> list[str]:
         chosen = [
             r["center_start"]
             for r in rows
-            if r["dataset"] == dataset and r["method"] == "bgformer" and "center_start" in r
+            if r["dataset"] == dataset and r["method"] == CHOOSERS[oracle] and "center_start" in r
         ]
-        ari = {(r["method"], r["seed"]): r["ARI"] for r in rows if r["dataset"] == dataset and r["method"] in STARTS}
-        seeds = sorted({seed for _, seed in ari if all((m, seed) in ari for m in STARTS)})
-        kmeans_higher = sum(ari["bgformer_kmeans", s] > ari["bgformer_merged", s] for s in seeds)
-        merged_higher = sum(ari["bgformer_merged", s] > ari["bgformer_kmeans", s] for s in seeds)
+        ari = {
+            (r["method"], r["seed"]): r["ARI"]
+            for r in rows
+            if r["dataset"] == dataset and r["method"] in ORACLES[oracle]
+        }
+        seeds = sorted({seed for _, seed in ari if all((m, seed) in ari for m in ORACLES[oracle])})
+        kmeans_higher = sum(ari[kmeans_run, s] > ari[merged_run, s] for s in seeds)
+        merged_higher = sum(ari[merged_run, s] > ari[kmeans_run, s] for s in seeds)
         lines.append(
             f"| {dataset} | {chosen.count('kmeans')} | {chosen.count('merged')} | {kmeans_higher} | {merged_higher} |"
         )
@@ -264,8 +280,11 @@ def write_tables(rows: list[dict], seeds: int) -> str:
         'default (`center_init="auto"`) starts its DEC centres from k-means or from merged k-means, whichever has '
         "the higher modularity on the pre-trained embedding's kNN graph; `bgformer_kmeans` and `bgformer_merged` "
         "always start from one of the two (`bgformer_kmeans` was the default until this version), and "
-        f"`{ORACLE}` is, seed by seed, the one of those two with the higher ARI: a reference that reads the labels, "
-        "to show how much of the reachable accuracy the label-free choice captures. On datasets that "
+        "`bgformer_oracle` is, seed by seed, the one of those two with the higher ARI: a reference that reads the "
+        "labels, to show how much of the reachable accuracy the label-free choice captures. scRCL's default "
+        "clusters its embedding by k-means; `scrcl_merged` and `scrcl_auto` take merged k-means or the same "
+        'modularity choice (`center_init="merged"` or `"auto"`), and `scrcl_oracle` is the better of `scrcl` and '
+        "`scrcl_merged`, seed by seed. On datasets that "
         "record each cell's batch (an obs column `batch`, `donor` or `sample`; among the shared data only Baron's "
         "`donor`), `bgformer_batch` and `scrcl_batch`, BGFormer and scRCL with `batch_key` set to it, beside "
         "`scvi_batch_leiden_trueK`, scVI with the same `batch_key`; each run in its own "
@@ -297,14 +316,30 @@ def write_tables(rows: list[dict], seeds: int) -> str:
                 cells.append(
                     mean_sd(values) + ("" if len(values) in (0, seeds) else f" (n={len(values)})") if values else "—"
                 )
-                if values and method not in OURS | SPATIAL_METHODS | {ORACLE}:
+                if values and method not in OURS | SPATIAL_METHODS | set(ORACLES):
                     best = max(best or -1, float(np.mean(values)))
             best_cell = "—" if best is None else f"{best:.3f}"
             lines.append(f"| {dataset} | " + " | ".join(cells) + f" | {best_cell} |")
         lines.append("")
-    lines += _start_table(rows, datasets)
+    lines += _start_table(
+        rows,
+        datasets,
+        "bgformer_oracle",
+        '## BGFormer\'s start (`center_init="auto"`, the default)',
+        "How many of the default's runs started from k-means and how many from merged k-means (its label-free "
+        "choice, by modularity at resolution 0.25 on the pre-trained embedding's kNN graph), and, of the same "
+        "seeds, how often each fixed start scored the higher ARI (`bgformer_kmeans` against `bgformer_merged`).",
+    )
+    lines += _start_table(
+        rows,
+        datasets,
+        "scrcl_oracle",
+        '## scRCL\'s start (`center_init="auto"`, not the default)',
+        "The same for scRCL: how often `scrcl_auto` took k-means or merged k-means on its embedding, and how "
+        "often each fixed start scored the higher ARI (`scrcl`, k-means, the default, against `scrcl_merged`).",
+    )
     lines += _cluster_count_table(rows, datasets)
-    methods = [m for m in methods if m != ORACLE]  # it has no run of its own
+    methods = [m for m in methods if m not in ORACLES]  # they have no run of their own
     for metric, unit, digits in (("seconds", "Wall time (s)", 1), ("peak_mb", "Peak memory (MB)", 0)):
         lines += [f"## {unit}", "", "| dataset | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
         for dataset in datasets:

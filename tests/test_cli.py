@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import atlasclust as ac
-from atlasclust.cli import _write_atomically, main
+from atlasclust.cli import DEFAULT_CENTER_INITS, _write_atomically, main
 
 
 def test_demo_writes_result_and_umap_and_prints_scores(tmp_path, capsys):
@@ -233,6 +233,23 @@ def test_bgformer_model_options_reach_the_model(tmp_path, capsys):
     assert params["dec_weight"] == 0.01 and params["center_init"] == "merged"
     with pytest.raises(SystemExit):  # argparse refuses a choice that does not exist
         main(["bgformer", str(source), "-o", str(out), "--center-init", "leiden"])
+
+
+def test_scrcl_center_init_option_reaches_the_model(tmp_path, capsys):
+    source, out = tmp_path / "in.h5ad", tmp_path / "out.h5ad"
+    ac.datasets.simulate(300, 100, 3, n_markers=20).write_h5ad(source)
+    arguments = ["--n-clusters", "3", "--center-init", "merged", "--max-epochs", "2", "--quiet"]
+    assert main(["scrcl", str(source), "-o", str(out), *arguments]) == 0, capsys.readouterr().err
+    params = ad.read_h5ad(out).uns["scrcl"]["params"]
+    assert params["center_init"] == params["center_start"] == "merged"
+
+
+def test_center_init_defaults_named_in_the_help_are_the_models():
+    import inspect
+
+    for name, model in (("bgformer", ac.models.BGFormer), ("scrcl", ac.models.SCRCL)):
+        default = inspect.signature(model).parameters["center_init"].default
+        assert DEFAULT_CENTER_INITS[name] == default
 
 
 @pytest.mark.parametrize(("value", "n_used"), [(None, 2000), ("all", 2500), ("300", 300)])

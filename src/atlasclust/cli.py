@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from atlasclust._constants import (
+    BGFORMER_CENTER_INIT,
     BGFORMER_RESOLUTION,
     CENTER_INITS,
     DEFAULT_N_TOP_GENES,
@@ -24,6 +25,7 @@ from atlasclust._constants import (
     HIGHLY_VARIABLE_IF_PRESENT,
     INPUT_FEATURES,
     REPRESENTATIONS,
+    SCRCL_CENTER_INIT,
     SCRCL_RESOLUTION,
 )
 
@@ -34,6 +36,8 @@ _FLAG_VALUES = {"None": "all"}
 
 #: The Leiden resolution each command's tool takes when none is given.
 DEFAULT_RESOLUTIONS = {"bgformer": BGFORMER_RESOLUTION, "scrcl": SCRCL_RESOLUTION}
+#: The ``center_init`` each command's tool takes when none is given.
+DEFAULT_CENTER_INITS = {"bgformer": BGFORMER_CENTER_INIT, "scrcl": SCRCL_CENTER_INIT}
 
 
 def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
@@ -125,8 +129,9 @@ def run_method(args: argparse.Namespace) -> int:
     options = {"batch_key": args.batch_key}
     if args.resolution is not None:  # otherwise the method's own default
         options["resolution"] = args.resolution
-    if args.command == "bgformer":
+    if args.center_init is not None:  # otherwise the method's own default
         options["center_init"] = args.center_init
+    if args.command == "bgformer":
         if args.dec_weight is not None:  # otherwise the model's own default
             options["dec_weight"] = args.dec_weight
     if args.command == "scrcl":
@@ -276,6 +281,14 @@ def build_parser() -> argparse.ArgumentParser:
             default=None,
             help="obs column of each cell's batch (sample, donor), so clusters need not follow it",
         )
+        method.add_argument(
+            "--center-init",
+            choices=CENTER_INITS,
+            default=None,
+            help="clusters at --n-clusters from k-means (kmeans), from k-means at twice that with the closest "
+            "sub-clusters joined (merged: large cell types split less often), or from whichever of the two has "
+            f"the higher modularity on the embedding's kNN graph (auto) (default: {DEFAULT_CENTER_INITS[name]})",
+        )
         if name == "bgformer":
             method.add_argument(
                 "--dec-weight",
@@ -283,14 +296,6 @@ def build_parser() -> argparse.ArgumentParser:
                 default=None,
                 help="weight of the DEC loss in the clustering phase (default: 0.1); lighter keeps the clusters "
                 "closer to those that phase starts from",
-            )
-            method.add_argument(
-                "--center-init",
-                choices=CENTER_INITS,
-                default="auto",
-                help="DEC centres from k-means at --n-clusters (kmeans), from k-means at twice that with the closest "
-                "sub-clusters joined (merged: large cell types split less often), or from whichever of the two has "
-                "the higher modularity on the embedding's kNN graph (auto, the default)",
             )
         if name == "scrcl":
             method.add_argument("--spatial-key", default=None, help="obsm key of spot coordinates, e.g. spatial")

@@ -387,3 +387,32 @@ def test_bad_library_key_raises_clearly_and_changes_nothing(pooled_slices, edit,
     with pytest.raises(error, match=message):
         ac.tl.scrcl(adata, 3, library_key="slice", **(POOLED_OPTIONS | {"copy": False} | options))
     assert_unchanged(adata, before)
+
+
+def test_default_clusters_start_from_kmeans_and_are_recorded(scrcl_run):
+    adata, model = scrcl_run
+    assert model.center_init == "kmeans"
+    assert adata.uns["scrcl"]["params"]["center_start"] == model.center_start_["start"] == "kmeans"
+
+
+@pytest.mark.parametrize("center_init", ["merged", "auto"])
+def test_other_centre_starts_recover_groups_and_are_recorded(center_init):
+    adata = ac.datasets.simulate(600, 200, 4, n_markers=25, random_state=0)
+    model = ac.tl.scrcl(adata, 4, center_init=center_init, return_model=True, **(SCRCL_FAST | {"max_epochs": 150}))
+    params = adata.uns["scrcl"]["params"]
+    assert params["center_init"] == center_init
+    assert ac.metrics.evaluate(adata.obs["cell_type"], adata.obs["scrcl"])["ARI"] >= 0.9
+    if center_init == "merged":
+        assert params["center_start"] == "merged"
+    else:  # the candidate with the higher modularity, both scores kept
+        scores = model.center_start_["modularity"]
+        assert set(scores) == {"kmeans", "merged"}
+        assert params["center_start"] == max(scores, key=scores.get)
+
+
+def test_unknown_centre_start_is_refused_before_training():
+    adata = ac.datasets.simulate(300, 200, 4, random_state=0)
+    before = snapshot(adata)
+    with pytest.raises(ValueError, match="center_init='ward' must be one of"):
+        ac.tl.scrcl(adata, 4, center_init="ward", **SCRCL_FAST)
+    assert_unchanged(adata, before)

@@ -10,8 +10,8 @@ from anndata.abc import CSCDataset, CSRDataset
 from scvi import REGISTRY_KEYS
 from scvi.data.fields import LayerField
 
+from atlasclust._constants import BGFORMER_CENTER_INIT, CENTER_INITS, DEFAULT_N_TOP_GENES
 from atlasclust._constants import BGFORMER_RESOLUTION as DEFAULT_RESOLUTION
-from atlasclust._constants import CENTER_INITS, DEFAULT_N_TOP_GENES
 from atlasclust._validate import check_non_negative, check_positive
 from atlasclust.data import (
     Collection,
@@ -118,7 +118,7 @@ class BGFormer(BGFormerFitMixin, BGFormerInferenceMixin, ClusteringModel):
         dec_weight: float = 0.1,
         anchor_weight: float = 1.0,
         resolution: float = DEFAULT_RESOLUTION,
-        center_init: str = "auto",
+        center_init: str = BGFORMER_CENTER_INIT,
         registry: dict | None = None,
     ):
         super().__init__(adata, registry)

@@ -146,9 +146,11 @@ class SCRCLFitMixin:
             graph_data.release()
 
     def _cluster(self, random_state: int) -> None:
-        """Cluster centres on the unit-normalised embedding: k-means with ``n_clusters``, else Leiden."""
+        """Cluster centres on the unit-normalised embedding: ``center_init``'s with ``n_clusters``, else Leiden's."""
         latent = _unit_rows(self.get_latent_representation())
-        centers, _ = cluster_centers(latent, self.n_clusters, resolution=self.resolution, random_state=random_state)
+        centers, self.center_start_ = cluster_centers(
+            latent, self.n_clusters, resolution=self.resolution, random_state=random_state, init=self.center_init
+        )
         self.module.cluster_centers = torch.as_tensor(centers, dtype=torch.float32)
         self.n_clusters_ = len(centers)
 

@@ -8,10 +8,12 @@ import pandas as pd
 from sklearn.neighbors import VALID_METRICS
 
 from atlasclust._constants import (
+    CENTER_INITS,
     DEFAULT_N_TOP_GENES,
     GRAPH_NORMALIZATION_CHOICES,
     INPUT_FEATURES,
     REPRESENTATIONS,
+    SCRCL_CENTER_INIT,
 )
 from atlasclust._constants import SCRCL_RESOLUTION as DEFAULT_RESOLUTION
 from atlasclust._validate import check_non_negative, check_positive
@@ -110,6 +112,14 @@ class SCRCL(SCRCLDataMixin, SCRCLFitMixin, ClusteringModel):
         (``2 n_hidden`` wide, each half unit norm), or ``"refined"``, the gene-refined views
         ``[Z_mlp | Z_gcn]`` of the paper's Eq. 11 (``2 n_refined`` wide). Both are trained by
         the same losses; ``"views"`` clusters better on most of the shared datasets.
+    center_init
+        How the cluster centres are found when ``n_clusters`` is given (:data:`CENTER_INITS`):
+        ``"kmeans"``, k-means at ``n_clusters`` (the default); ``"merged"``, k-means at twice that
+        with the closest sub-clusters joined (Ward linkage of their centres), which keeps large
+        cell types whole more often but can join small distinct ones; ``"auto"``, whichever of the
+        two has the higher modularity on the embedding's kNN graph, as BGFormer's default does.
+        On scRCL's embedding neither alternative is at or above the best baseline on more of the
+        shared datasets than ``"kmeans"`` (:doc:`/accuracy`). The choice made is in ``center_start_``.
     input_features
         What both views read: ``"pca"``, the ``n_descriptors`` principal components of the
         scaled log expression, the coordinates the expression graph is built on; ``"scaled"``,
@@ -153,6 +163,7 @@ class SCRCL(SCRCLDataMixin, SCRCLFitMixin, ClusteringModel):
         graph_normalization: str = "auto",
         resolution: float = DEFAULT_RESOLUTION,
         representation: str = "views",
+        center_init: str = SCRCL_CENTER_INIT,
         input_features: str = "auto",
         mnn_neighbors: int = MNN_NEIGHBORS,
         registry: dict | None = None,
@@ -167,6 +178,7 @@ class SCRCL(SCRCLDataMixin, SCRCLFitMixin, ClusteringModel):
         if n_refined is not None:
             check_positive(n_refined=n_refined)
         _check_choice("representation", representation, REPRESENTATIONS)
+        _check_choice("center_init", center_init, CENTER_INITS)
         _check_choice("input_features", input_features, INPUT_FEATURES)
         _check_choice("graph_normalization", graph_normalization, GRAPH_NORMALIZATION_CHOICES)
         if metric not in VALID_METRICS["brute"] or metric == "precomputed":
@@ -196,6 +208,9 @@ class SCRCL(SCRCLDataMixin, SCRCLFitMixin, ClusteringModel):
             graph_normalization = "mean" if n_obs > FULL_BATCH_MAX_CELLS else "symmetric"
         self.graph_normalization = graph_normalization
         self.representation = representation
+        self.center_init = center_init
+        #: how the cluster centres were found: ``{"start": ...}`` and, with ``center_init="auto"``, each candidate's modularity
+        self.center_start_: dict | None = None
         if input_features == "auto":
             # resolved here, like graph_normalization, so the saved parameters keep it
             input_features = "scaled" if self._setup_args["spatial_key"] is not None else "pca"

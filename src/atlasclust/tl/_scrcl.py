@@ -141,7 +141,8 @@ def scrcl(
     **kwargs
         Further model options (``metric`` of the expression graph, ``mnn_neighbors``, ``n_refined``, ``n_descriptors``,
         ``dropout``, ``input_features``: what the views read, by default the principal components
-        of the expression, or the centred expression with ``spatial_key``) or training options of
+        of the expression, or the centred expression with ``spatial_key``; ``center_init``: how the
+        clusters are found with ``n_clusters``, ``"kmeans"`` by default) or training options of
         :meth:`~atlasclust.models.SCRCL.train` (``weight_decay``, ``strategy``, ``plan_kwargs``,
         Lightning ``Trainer`` arguments). Any other keyword raises a :class:`TypeError` at once,
         naming the closest accepted one.
@@ -162,7 +163,8 @@ def scrcl(
         ``adata.varm["scrcl_gene_embedding"]`` (``key_added + "_gene_embedding"``), :class:`numpy.ndarray`
             Learned gene embedding (``NaN`` for genes the model did not use).
         ``adata.uns["scrcl"]`` (``key_added``), :class:`dict`
-            ``params`` (every argument, the seed, versions), ``history`` (per-epoch losses) and
+            ``params`` (every argument, the seed, versions, how the clusters were found as
+            ``center_start``: ``"kmeans"``, ``"merged"`` or ``"leiden"``), ``history`` (per-epoch losses) and
             ``genes`` (the genes the model used).
 
     Examples
@@ -196,6 +198,8 @@ def scrcl(
                 "n_neighbors_used": model.n_neighbors,
                 "graph_normalization_used": model.graph_normalization,
                 "input_features_used": model.input_features,
+                # how the cluster centres were found (kmeans, merged or leiden)
+                "center_start": (model.center_start_ or {}).get("start"),
             },
             obsp={f"{key_added}_connectivities": model.training_graph().copy()},
             varm={f"{key_added}_gene_embedding": model.gene_embedding(all_genes=True).to_numpy()},
