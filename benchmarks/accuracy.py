@@ -72,7 +72,15 @@ ORACLES = {
 }
 #: Runs of the label-free choice between each oracle's two starts.
 CHOOSERS = {"bgformer_oracle": "bgformer", "scrcl_oracle": "scrcl_auto"}
-TABLE_METHODS = [*METHODS[:3], "bgformer_oracle", *METHODS[3:8], "scrcl_oracle", *METHODS[8:]]
+#: Table order: each oracle right after the last of its starts and its chooser.
+TABLE_METHODS = [
+    column
+    for method in METHODS
+    for column in (
+        method,
+        *(o for o, runs in ORACLES.items() if method == max((*runs, CHOOSERS[o]), key=METHODS.index)),
+    )
+]
 #: Methods told no number of clusters: ours with ``n_clusters=None`` (Leiden on the embedding at each method's
 #: default resolution: BGFormer 1, scRCL 0.25), compared with ``leiden_res1``.
 WITHOUT_K = {"bgformer_noK", "scrcl_noK", "leiden_res1"}
@@ -164,11 +172,9 @@ def run_one(dataset: str, method: str, seed: int) -> dict:
     center_start = None  # how the clusters started (kmeans, merged or leiden), for our methods' runs
     if method in OURS:
         tool = method.split("_")[0]  # bgformer_merged -> tl.bgformer, scrcl_noK -> tl.scrcl
-        if tool == "bgformer":
-            options = {"center_init": STARTS[method]} if method in STARTS else {}
-        else:
-            options = {"spatial_key": "spatial" if "spatial" in adata.obsm else None}
-            options |= {"center_init": STARTS[method]} if method in STARTS else {}
+        options = {"center_init": STARTS[method]} if method in STARTS else {}
+        if tool == "scrcl":
+            options["spatial_key"] = "spatial" if "spatial" in adata.obsm else None
         getattr(ac.tl, tool)(
             adata,
             None if method in WITHOUT_K else k,
