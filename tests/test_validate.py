@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from atlasclust._validate import as_int, check_fraction, check_non_negative, check_positive
+from atlasclust._validate import as_int, check_choice, check_fraction, check_non_negative, check_positive
 
 
 @pytest.mark.parametrize("value", [5, np.int64(5), np.int32(5), np.uint16(5)])
@@ -49,3 +49,9 @@ def test_fractions_must_lie_between_zero_and_one(value):
     check_fraction(pretrain_fraction=np.float32(1.0))
     with pytest.raises(ValueError, match="pretrain_fraction=.* must be a number from 0 to 1"):
         check_fraction(pretrain_fraction=value)
+
+
+def test_a_choice_outside_the_list_names_the_argument_and_the_list():
+    check_choice("mode", None, (None, "a"))  # None can be a valid choice
+    with pytest.raises(ValueError, match=r"mode='b' must be one of \(None, 'a'\)"):
+        check_choice("mode", "b", (None, "a"))

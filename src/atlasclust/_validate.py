@@ -42,6 +42,13 @@ def as_int(value, name: str, *, minimum: int | None = None) -> int | None:
     return int(value)
 
 
+def check_choice(name: str, value, choices: tuple) -> None:
+    """``value`` is one of ``choices``; the error names the argument and lists them."""
+    if value not in choices:
+        msg = f"{name}={value!r} must be one of {choices}."
+        raise ValueError(msg)
+
+
 def check_non_negative(**values) -> None:
     """Each keyword's value (a loss weight, a noise level) is a finite real number of at least 0."""
     _require(values, lambda value: value >= 0, "a finite number of at least 0")

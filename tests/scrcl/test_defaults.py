@@ -4,7 +4,6 @@ from atlasclust.scrcl._defaults import (
     DEFAULT_SEEDS_PER_BATCH,
     DEFAULT_STEPS,
     FULL_BATCH_MAX_CELLS,
-    _check_choice,
     default_batch_size,
     default_max_epochs,
 )
@@ -22,8 +21,3 @@ def test_about_the_default_steps_and_at_least_two_passes(n_cells, batch_size):
     assert epochs >= 2
     assert epochs * steps_per_epoch >= DEFAULT_STEPS or epochs == 2
     assert (epochs - 1) * steps_per_epoch < DEFAULT_STEPS or epochs == 2
-
-
-def test_a_choice_outside_the_list_names_the_list():
-    with pytest.raises(ValueError, match=r"mode='b' must be one of \('a',\)"):
-        _check_choice("mode", "b", ("a",))

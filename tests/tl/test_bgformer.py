@@ -143,7 +143,7 @@ def test_default_centre_start_is_chosen_and_recorded(counts):
 
 def test_unknown_centre_initialisation_is_refused(counts):
     before = snapshot(counts)
-    with pytest.raises(ValueError, match="center_init='ward' is not one of"):
+    with pytest.raises(ValueError, match="center_init='ward' must be one of"):
         ac.tl.bgformer(counts, 4, center_init="ward", **FAST)
     assert_unchanged(counts, before)
 

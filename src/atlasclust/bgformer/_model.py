@@ -12,7 +12,7 @@ from scvi.data.fields import LayerField
 
 from atlasclust._constants import BGFORMER_CENTER_INIT, CENTER_INITS, DEFAULT_N_TOP_GENES
 from atlasclust._constants import BGFORMER_RESOLUTION as DEFAULT_RESOLUTION
-from atlasclust._validate import check_non_negative, check_positive
+from atlasclust._validate import check_choice, check_non_negative, check_positive
 from atlasclust.data import (
     Collection,
     DeviceRows,
@@ -128,9 +128,7 @@ class BGFormer(BGFormerFitMixin, BGFormerInferenceMixin, ClusteringModel):
         mask_var, n_genes = self._init_clustering(n_clusters, resolution, mask_var, n_top_genes)
         check_non_negative(dec_weight=dec_weight, anchor_weight=anchor_weight, input_noise=input_noise)
         check_positive(n_latent=n_latent, n_anchors=n_anchors, n_heads=n_heads, n_ffn=n_ffn)
-        if center_init not in CENTER_INITS:
-            msg = f"center_init={center_init!r} is not one of {CENTER_INITS}."
-            raise ValueError(msg)
+        check_choice("center_init", center_init, CENTER_INITS)
         self.center_init = center_init
         self._module_options = {
             "n_latent": n_latent,

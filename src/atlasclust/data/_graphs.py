@@ -10,6 +10,7 @@ import scipy.sparse as sp
 from sklearn.neighbors import NearestNeighbors
 
 from atlasclust._constants import GRAPH_NORMALIZATIONS
+from atlasclust._validate import check_choice
 
 
 def binary_symmetric(graph: sp.spmatrix, *, name: str = "graph") -> sp.csr_matrix:
@@ -176,9 +177,7 @@ def gcn_normalize(adjacency: sp.spmatrix, *, normalization: str = "symmetric") -
     ``normalization="symmetric"`` gives ``D^-1/2 (A + I) D^-1/2``, ``"mean"`` gives ``D^-1 (A + I)``
     (rows sum to one), where ``D`` holds the degrees of ``A + I``.
     """
-    if normalization not in GRAPH_NORMALIZATIONS:
-        msg = f"normalization={normalization!r} must be one of {GRAPH_NORMALIZATIONS}."
-        raise ValueError(msg)
+    check_choice("normalization", normalization, GRAPH_NORMALIZATIONS)
     adjacency = sp.csr_matrix(adjacency, dtype=np.float32)
     adjacency = adjacency.tolil()
     adjacency.setdiag(1)

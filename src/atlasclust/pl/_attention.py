@@ -11,6 +11,8 @@ import pandas as pd
 import scanpy as sc
 from scipy.cluster.hierarchy import leaves_list, linkage
 
+from atlasclust._validate import check_choice
+
 from ._utils import finish, require_result
 
 
@@ -104,9 +106,7 @@ def attention_heatmap(
     if ax is not None and len(heads) != 1:
         msg = f"ax= takes one panel; pass heads=[h] or leave ax=None to draw {len(heads)} heads."
         raise ValueError(msg)
-    if standard_scale not in (None, "group", "anchor"):
-        msg = f"standard_scale={standard_scale!r} is not one of None, 'group', 'anchor'."
-        raise ValueError(msg)
+    check_choice("standard_scale", standard_scale, (None, "group", "anchor"))
     shown = attention if standard_scale is None else _scaled(attention, axis=0 if standard_scale == "anchor" else 2)
     order = anchor_order(np.asarray(result["anchors"]) if "anchors" in result else attention.mean(axis=(0, 1))[:, None])
 

@@ -49,11 +49,5 @@ def default_max_epochs(n_cells: int, batch_size: int) -> int:
     return int(np.clip(math.ceil(DEFAULT_STEPS / steps_per_epoch), 2, DEFAULT_STEPS))
 
 
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        msg = f"{name}={value!r} must be one of {choices}."
-        raise ValueError(msg)
-
-
 def _unit_rows(matrix: np.ndarray) -> np.ndarray:
     return matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)

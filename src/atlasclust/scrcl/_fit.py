@@ -12,7 +12,7 @@ import scipy.sparse as sp
 import torch
 
 from atlasclust._constants import REPRESENTATIONS
-from atlasclust._validate import as_int
+from atlasclust._validate import as_int, check_choice
 from atlasclust.data import fits_on_gpu, training_device
 from atlasclust.train import (
     cluster_centers,
@@ -25,7 +25,7 @@ from atlasclust.train import (
     with_trainer_guard,
 )
 
-from ._defaults import _check_choice, _unit_rows, default_batch_size, default_max_epochs
+from ._defaults import _unit_rows, default_batch_size, default_max_epochs
 
 
 class SCRCLFitMixin:
@@ -173,7 +173,7 @@ class SCRCLFitMixin:
             paper's Eq. 11); ``None`` gives the model's, the one it clusters.
         """
         representation = self.representation if representation is None else representation
-        _check_choice("representation", representation, REPRESENTATIONS)
+        check_choice("representation", representation, REPRESENTATIONS)
         mlp_key, gcn_key = ("mlp", "gcn") if representation == "views" else ("mlp_refined", "gcn_refined")
         self.module.eval()
         data = self._graph_data_for(adata)

@@ -16,7 +16,7 @@ from atlasclust._constants import (
     SCRCL_CENTER_INIT,
 )
 from atlasclust._constants import SCRCL_RESOLUTION as DEFAULT_RESOLUTION
-from atlasclust._validate import check_non_negative, check_positive
+from atlasclust._validate import check_choice, check_non_negative, check_positive
 from atlasclust.data import (
     check_batch_column,
     check_coordinates,
@@ -33,7 +33,6 @@ from ._defaults import (
     MNN_NEIGHBORS,
     SPATIAL_N_NEIGHBORS,
     SPATIAL_SMOOTHING,
-    _check_choice,
 )
 from ._fit import SCRCLFitMixin
 from ._graph_data import CellGraphData
@@ -177,10 +176,10 @@ class SCRCL(SCRCLDataMixin, SCRCLFitMixin, ClusteringModel):
         check_positive(temperature=temperature, n_hidden=n_hidden, n_descriptors=n_descriptors)
         if n_refined is not None:
             check_positive(n_refined=n_refined)
-        _check_choice("representation", representation, REPRESENTATIONS)
-        _check_choice("center_init", center_init, CENTER_INITS)
-        _check_choice("input_features", input_features, INPUT_FEATURES)
-        _check_choice("graph_normalization", graph_normalization, GRAPH_NORMALIZATION_CHOICES)
+        check_choice("representation", representation, REPRESENTATIONS)
+        check_choice("center_init", center_init, CENTER_INITS)
+        check_choice("input_features", input_features, INPUT_FEATURES)
+        check_choice("graph_normalization", graph_normalization, GRAPH_NORMALIZATION_CHOICES)
         if metric not in VALID_METRICS["brute"] or metric == "precomputed":
             msg = f"metric={metric!r} is not a distance scanpy.pp.neighbors knows; try 'euclidean' or 'cosine'."
             raise ValueError(msg)
