@@ -5,6 +5,7 @@ import scipy.sparse as sp
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
+from atlasclust.train import _assign
 from atlasclust.train._assign import AUTO_RESOLUTION, _knn_graph, cluster_centers, merged_kmeans_labels, modularity
 
 
@@ -86,6 +87,26 @@ def test_auto_start_takes_the_candidate_of_higher_modularity():
         else cluster_centers(points, 4, resolution=1.0, random_state=0, init="merged")[0]
     )
     np.testing.assert_array_equal(centres, expected)
+
+
+def test_auto_start_measures_modularity_on_a_bounded_exact_graph(monkeypatch):
+    # above AUTO_MAX_CELLS, both candidates are scored on the same random subset of cells, by an exact kNN graph
+    points, _ = _one_large_and_three_small_groups()
+    _, on_all_cells = cluster_centers(points, 4, resolution=1.0, random_state=0, init="auto")
+    graphs = []
+
+    def recording_knn_graph(latent, **kwargs):
+        graphs.append((len(latent), kwargs.get("exact")))
+        return _knn_graph(latent, **kwargs)
+
+    monkeypatch.setattr(_assign, "AUTO_MAX_CELLS", 1000)
+    monkeypatch.setattr(_assign, "_knn_graph", recording_knn_graph)
+    _, on_subset = cluster_centers(points, 4, resolution=1.0, random_state=0, init="auto")
+    assert graphs == [(1000, True)]
+    assert on_subset["start"] == on_all_cells["start"]
+    for name, score in on_all_cells["modularity"].items():
+        assert on_subset["modularity"][name] == pytest.approx(score, abs=0.05)
+        assert on_subset["modularity"][name] != score  # measured on other cells
 
 
 def test_kmeans_start_is_plain_kmeans():

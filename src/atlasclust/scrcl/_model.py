@@ -116,7 +116,8 @@ class SCRCL(SCRCLDataMixin, SCRCLFitMixin, ClusteringModel):
         ``"kmeans"``, k-means at ``n_clusters`` (the default); ``"merged"``, k-means at twice that
         with the closest sub-clusters joined (Ward linkage of their centres), which keeps large
         cell types whole more often but can join small distinct ones; ``"auto"``, whichever of the
-        two has the higher modularity on the embedding's kNN graph, as BGFormer's default does.
+        two has the higher modularity on the embedding's kNN graph (of at most 50,000 cells), as
+        BGFormer's default does.
         On scRCL's embedding neither alternative is at or above the best baseline on more of the
         shared datasets than ``"kmeans"`` (:doc:`/accuracy`). The choice made is in ``center_start_``.
     input_features

@@ -6,6 +6,7 @@ loading saved models.
 """
 
 from ._assign import (
+    AUTO_MAX_CELLS,
     AUTO_RESOLUTION,
     cluster_centers,
     history_frame,
@@ -31,6 +32,7 @@ from ._quiet import lightning_info_as_scanpy, quiet_fit, quiet_scvi
 from ._reproducibility import deterministic_mode
 
 __all__ = [
+    "AUTO_MAX_CELLS",
     "AUTO_RESOLUTION",
     "MIN_BATCH_SIZE",
     "MIN_CELLS",

@@ -16,13 +16,25 @@ from sklearn.cluster import AgglomerativeClustering, KMeans
 #: benchmarks/results/first_partition.md.
 AUTO_RESOLUTION = 0.25
 
+#: Cells ``"auto"`` measures modularity on (a random subset above it, the same for both candidates).
+#: Its kNN graph is exact (scikit-learn's brute force, what scanpy uses below 8,192 cells anyway),
+#: which at 50,000 cells takes seconds where pynndescent took about 30 (benchmarks/results/start_cost.md).
+AUTO_MAX_CELLS = 50_000
 
-def _knn_graph(latent: np.ndarray, *, random_state: int, n_neighbors: int = 15) -> ad.AnnData:
-    """An AnnData holding only scanpy's kNN graph (``obsp["connectivities"]``) of the rows of ``latent``."""
+
+def _knn_graph(latent: np.ndarray, *, random_state: int, n_neighbors: int = 15, exact: bool = False) -> ad.AnnData:
+    """An AnnData holding only scanpy's kNN graph (``obsp["connectivities"]``) of the rows of ``latent``.
+
+    ``exact``: brute-force neighbours at any size (scanpy's choice below 8,192 rows), not pynndescent's.
+    """
     embedded = ad.AnnData(obs=pd.DataFrame(index=np.arange(len(latent)).astype(str)), obsm={"X_latent": latent})
     with sc.settings.verbosity.override("warning"):  # an internal step: scanpy's "computing neighbors" would mislead
         sc.pp.neighbors(
-            embedded, n_neighbors=min(n_neighbors, len(latent) - 1), use_rep="X_latent", random_state=random_state
+            embedded,
+            n_neighbors=min(n_neighbors, len(latent) - 1),
+            use_rep="X_latent",
+            random_state=random_state,
+            transformer="sklearn" if exact else None,
         )
     return embedded
 
@@ -58,8 +70,8 @@ def cluster_centers(
 
     With ``n_clusters`` (at most the number of distinct rows), the clusters are k-means',
     :func:`merged_kmeans_labels`' or, with ``init="auto"``, whichever of the two has the higher
-    :func:`modularity` (at :data:`AUTO_RESOLUTION`) on the kNN graph of ``latent``; without,
-    Leiden's at ``resolution``.
+    :func:`modularity` (at :data:`AUTO_RESOLUTION`) on the exact kNN graph of ``latent`` (of a
+    random :data:`AUTO_MAX_CELLS` of its rows, when it has more); without, Leiden's at ``resolution``.
 
     Returns
     -------
@@ -77,9 +89,12 @@ def cluster_centers(
     merged = merged_kmeans_labels(latent, n_clusters, random_state=random_state)
     if init == "merged":
         return _group_means(latent, merged), {"start": "merged"}
-    graph = _knn_graph(latent, random_state=random_state).obsp["connectivities"]
+    rows = np.arange(len(latent))
+    if len(rows) > AUTO_MAX_CELLS:
+        rows = np.sort(np.random.default_rng(random_state).choice(len(rows), AUTO_MAX_CELLS, replace=False))
+    graph = _knn_graph(latent[rows], random_state=random_state, exact=True).obsp["connectivities"]
     scores = {
-        name: modularity(graph, labels, resolution=AUTO_RESOLUTION)
+        name: modularity(graph, labels[rows], resolution=AUTO_RESOLUTION)
         for name, labels in (("kmeans", kmeans.labels_), ("merged", merged))
     }
     if scores["merged"] > scores["kmeans"]:
