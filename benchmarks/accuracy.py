@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _baselines import leiden_with_k, scaled_pca, spatial_mean
 from _seeded import mean_sd, quiet
 
 HERE = Path(__file__).resolve().parent
@@ -86,44 +87,6 @@ TABLE_METHODS = [
 WITHOUT_K = {"bgformer_noK", "scrcl_noK", "leiden_res1"}
 
 
-def _leiden_with_k(adata, k: int, seed: int, neighbors_key: str | None = None, adjacency=None) -> np.ndarray:
-    """Leiden at the resolution (bisection on [0.01, 5]) whose cluster count is closest to k.
-
-    ``adjacency`` (a weighted graph of the cells) replaces the kNN graph of ``neighbors_key``.
-    """
-    import scanpy as sc
-
-    low, high, best = 0.01, 5.0, None
-    for _ in range(20):
-        resolution = (low + high) / 2
-        sc.tl.leiden(
-            adata, resolution=resolution, flavor="igraph", n_iterations=2, random_state=seed,
-            neighbors_key=neighbors_key, adjacency=adjacency, key_added="_k",
-        )  # fmt: skip
-        n = adata.obs["_k"].nunique()
-        if best is None or abs(n - k) < abs(best[0] - k):
-            best = (n, adata.obs["_k"].to_numpy().copy())
-        if n == k:
-            break
-        low, high = (resolution, high) if n < k else (low, resolution)
-    return best[1]
-
-
-def _spatial_mean(adata, *, n_neighbors: int, times: int) -> np.ndarray:
-    """PCA scores with each spot replaced ``times`` times by the mean of its nearest other spots."""
-    import scipy.sparse as sp
-    from sklearn.neighbors import NearestNeighbors
-
-    neighbors = NearestNeighbors(n_neighbors=n_neighbors).fit(adata.obsm["spatial"]).kneighbors(return_distance=False)
-    n = len(neighbors)
-    rows = np.repeat(np.arange(n), n_neighbors)
-    mean = sp.csr_matrix((np.full(rows.size, 1 / n_neighbors), (rows, neighbors.ravel())), shape=(n, n))
-    scores = adata.obsm["X_pca"]
-    for _ in range(times):
-        scores = mean @ scores
-    return scores
-
-
 def _has_spatial(dataset: str) -> bool:
     import h5py
 
@@ -136,23 +99,6 @@ def _batch_column(dataset: str) -> str | None:
 
     obs = ad.read_h5ad(DATA / f"{dataset}.h5ad", backed="r").obs
     return next((column for column in BATCH_COLUMNS if column in obs and obs[column].nunique() > 1), None)
-
-
-def scaled_pca(adata, *, n_top_genes: int | None, n_comps: int, seed: int) -> None:
-    """The baselines' scanpy pipeline, in place: ``obsm["X_pca"]`` of the scaled log expression.
-
-    Genes in fewer than 3 cells dropped, counts normalised to 10,000 and ``log1p``-transformed, the
-    ``n_top_genes`` most variable genes kept (``None``: all), scaled (clipped at 10), ``n_comps`` components.
-    """
-    import scanpy as sc
-
-    sc.pp.filter_genes(adata, min_cells=3)
-    sc.pp.normalize_total(adata, target_sum=1e4)
-    sc.pp.log1p(adata)
-    if n_top_genes is not None:
-        sc.pp.highly_variable_genes(adata, n_top_genes=min(n_top_genes, adata.n_vars), subset=True)
-    sc.pp.scale(adata, max_value=10)
-    sc.pp.pca(adata, n_comps=min(n_comps, adata.n_obs - 1, adata.n_vars - 1), random_state=seed)
 
 
 def run_one(dataset: str, method: str, seed: int) -> dict:
@@ -200,13 +146,13 @@ def run_one(dataset: str, method: str, seed: int) -> dict:
         model.train(max_epochs=50, enable_progress_bar=False)
         adata.obsm["X_scvi"] = model.get_latent_representation()
         sc.pp.neighbors(adata, use_rep="X_scvi", random_state=seed)
-        labels = _leiden_with_k(adata, k, seed)
+        labels = leiden_with_k(adata, k, seed)
     else:
         scaled_pca(adata, n_top_genes=2000, n_comps=30 if method in SPATIAL_METHODS else 50, seed=seed)
         from sklearn.cluster import KMeans
 
         if method == "spatial_kmeans_pca":
-            labels = KMeans(k, n_init=10, random_state=seed).fit_predict(_spatial_mean(adata, n_neighbors=6, times=3))
+            labels = KMeans(k, n_init=10, random_state=seed).fit_predict(spatial_mean(adata, n_neighbors=6, times=3))
         elif method == "kmeans_pca":
             labels = KMeans(k, n_init=10, random_state=seed).fit_predict(adata.obsm["X_pca"])
         else:
@@ -215,7 +161,7 @@ def run_one(dataset: str, method: str, seed: int) -> dict:
                 sc.tl.leiden(adata, resolution=1.0, flavor="igraph", n_iterations=2, random_state=seed)
                 labels = adata.obs["leiden"].to_numpy()
             else:
-                labels = _leiden_with_k(adata, k, seed)
+                labels = leiden_with_k(adata, k, seed)
     seconds = time.perf_counter() - start
     scores = ac.metrics.evaluate(truth, labels)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

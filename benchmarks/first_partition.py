@@ -98,14 +98,14 @@ def pretrained_embedding(adata, k: int, seed: int, keep: dict | None = None) -> 
 def _consensus(graph, partitions: list[np.ndarray], k: int, seed: int) -> np.ndarray:
     """Leiden at K on the kNN graph's edges weighted by the share of partitions that join their cells."""
     import scipy.sparse as sp
-    from accuracy import _leiden_with_k
+    from _baselines import leiden_with_k
 
     edges = sp.triu(graph.obsp["connectivities"], 1).tocoo()
     shares = np.mean([p[edges.row] == p[edges.col] for p in partitions], axis=0)
     weights = sp.coo_matrix((shares, (edges.row, edges.col)), shape=edges.shape).tocsr()
     weights = weights + weights.T
     weights.eliminate_zeros()
-    return _leiden_with_k(graph, k, seed, adjacency=weights)
+    return leiden_with_k(graph, k, seed, adjacency=weights)
 
 
 def _unit_block(matrix: np.ndarray) -> np.ndarray:
@@ -116,7 +116,7 @@ def _unit_block(matrix: np.ndarray) -> np.ndarray:
 def run_one(dataset: str, seed: int) -> dict:
     """Pre-train once, then score every candidate first partition."""
     import anndata as ad
-    from accuracy import _leiden_with_k, scaled_pca
+    from _baselines import leiden_with_k, scaled_pca
     from sklearn.cluster import KMeans
     from sklearn.decomposition import PCA
     from sklearn.metrics import adjusted_rand_score
@@ -139,9 +139,9 @@ def run_one(dataset: str, seed: int) -> dict:
     restarts = [kmeans(latent, k, seed)] + [kmeans(latent, k, 1000 + 10 * seed + s) for s in range(3)]
     candidates = {f"kmeans_embedding_{s}": p for s, p in enumerate(restarts)}
     candidates["merged"] = merged_kmeans_labels(latent, k, random_state=seed)
-    candidates["leiden_k"] = _leiden_with_k(latent_graph, k, seed)
+    candidates["leiden_k"] = leiden_with_k(latent_graph, k, seed)
     candidates["kmeans_pca"] = kmeans(pca, k, seed)
-    candidates["leiden_k_pca"] = _leiden_with_k(_knn_graph(pca, random_state=seed), k, seed)
+    candidates["leiden_k_pca"] = leiden_with_k(_knn_graph(pca, random_state=seed), k, seed)
     scores = {name: adjusted_rand_score(truth, p) for name, p in candidates.items()}
 
     row = {"dataset": dataset, "seed": seed, "n_cells": len(truth)}

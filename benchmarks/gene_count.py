@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from _baselines import scaled_pca
 from _seeded import dataset_table, seeded_main
-from accuracy import DATA, scaled_pca
+from accuracy import DATA
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"

@@ -64,7 +64,7 @@ def _clusters_holding(labels: np.ndarray, members: np.ndarray, share: float = 0.
 def run_one(dataset: str, seed: int) -> dict:
     """Pre-train once; compare the embedding, the network's input and PCA."""
     import anndata as ad
-    from accuracy import scaled_pca
+    from _baselines import scaled_pca
     from sklearn.cluster import KMeans
     from sklearn.decomposition import PCA
     from sklearn.linear_model import LinearRegression
