@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import time
@@ -57,7 +58,7 @@ def time_start(n_cells: int, n_clusters: int, start: str) -> dict:
 
 def write_table(rows: list[dict]) -> str:
     """Markdown: seconds (and peak memory) per start, and what ``"auto"`` adds to ``"kmeans"``."""
-    machine = f"{platform.node()} ({len(__import__('os').sched_getaffinity(0))} cores, {platform.machine()})"
+    machine = f"{platform.node()} ({os.cpu_count()} cores, {platform.machine()})"
     lines = [
         "# What the DEC start costs",
         "",

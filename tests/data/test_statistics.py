@@ -8,6 +8,7 @@ import atlasclust as ac
 from atlasclust.data import (
     log_normalized_moments,
     projected_log_features,
+    sample_rows,
     scaled_log_features,
     scan_counts,
     select_top_genes,
@@ -164,3 +165,12 @@ def test_scaled_rows_and_projected_features_read_in_chunks_equal_the_dense_compu
         counts.X, library, genes, **options, center=center, axes=axes, group_shift=shift, groups=groups, chunk_size=64
     )
     np.testing.assert_allclose(shifted, (expected - shift[groups] - center) @ axes.T, rtol=1e-4, atol=1e-4)
+
+
+def test_sample_rows_takes_all_rows_up_to_the_limit_then_a_sorted_random_subset():
+    np.testing.assert_array_equal(sample_rows(5, 5, np.random.default_rng(0)), np.arange(5))
+    rows = sample_rows(1000, 100, np.random.default_rng(0))
+    assert len(rows) == len(np.unique(rows)) == 100
+    assert np.all(np.diff(rows) > 0) and rows.min() >= 0 and rows.max() < 1000
+    np.testing.assert_array_equal(rows, sample_rows(1000, 100, np.random.default_rng(0)))  # the generator decides
+    assert not np.array_equal(rows, sample_rows(1000, 100, np.random.default_rng(1)))

@@ -6,15 +6,15 @@ import math
 
 import numpy as np
 
+from atlasclust.data import sample_rows
+
 #: Cells used to initialise anchors and to find cluster centres (a random subsample above it).
 _MAX_INIT_CELLS = 50_000
 
 
 def init_cells(n_obs: int, rng: np.random.Generator) -> np.ndarray:
     """The cells (increasing rows) the anchors and the DEC centres start from: all, or a random ``_MAX_INIT_CELLS``."""
-    if n_obs <= _MAX_INIT_CELLS:
-        return np.arange(n_obs)
-    return np.sort(rng.choice(n_obs, _MAX_INIT_CELLS, replace=False))
+    return sample_rows(n_obs, _MAX_INIT_CELLS, rng)
 
 
 #: Optimiser steps the default training budget reaches at least (with at least 15 epochs). Counted

@@ -23,6 +23,13 @@ def _chunk_rows(n_vars: int) -> int:
     return int(np.clip(_CHUNK_ELEMENTS // max(n_vars, 1), 256, 10_000))
 
 
+def sample_rows(n_obs: int, max_rows: int, rng: np.random.Generator) -> np.ndarray:
+    """Increasing row indices: all ``n_obs`` rows, or a random ``max_rows`` of them when there are more."""
+    if n_obs <= max_rows:
+        return np.arange(n_obs)
+    return np.sort(rng.choice(n_obs, max_rows, replace=False))
+
+
 def iter_row_chunks(matrix, *, chunk_size: int | None = None) -> Iterator[tuple[int, int, sp.csr_matrix]]:
     """Yield ``(start, stop, chunk)`` with each chunk as a CSR matrix of float64."""
     n_obs, n_vars = matrix.shape

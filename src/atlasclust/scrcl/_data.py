@@ -21,6 +21,7 @@ from atlasclust.data import (
     gene_graph,
     mutual_neighbors,
     projected_log_features,
+    sample_rows,
     scaled_log_features,
     scan_counts,
     selected_counts,
@@ -63,7 +64,7 @@ class SCRCLDataMixin:
         n_obs = matrix.shape[0]
         fit_rows = None  # the principal axes of at most PCA_FIT_MAX_CELLS cells: no cells x genes array of all
         if n_obs > PCA_FIT_MAX_CELLS:
-            fit_rows = np.sort(np.random.default_rng(random_state).choice(n_obs, PCA_FIT_MAX_CELLS, replace=False))
+            fit_rows = sample_rows(n_obs, PCA_FIT_MAX_CELLS, np.random.default_rng(random_state))
         features = scaled_log_features(
             matrix, statistics.library_size, gene_index, target_sum=median, std=std, rows=fit_rows
         )

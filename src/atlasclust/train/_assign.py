@@ -9,6 +9,8 @@ import scanpy as sc
 import scipy.sparse as sp
 from sklearn.cluster import AgglomerativeClustering, KMeans
 
+from atlasclust.data import sample_rows
+
 #: Resolution of the modularity that ``"auto"`` compares. At 1 (Newman's), modularity shares
 #: k-means' taste for clusters of equal size and keeps k-means where it cut Baron's beta cells
 #: and Zeisel's oligodendrocytes; lower values weigh that less. Chosen once from 1, 0.5, 0.25
@@ -89,9 +91,7 @@ def cluster_centers(
     merged = merged_kmeans_labels(latent, n_clusters, random_state=random_state)
     if init == "merged":
         return _group_means(latent, merged), {"start": "merged"}
-    rows = np.arange(len(latent))
-    if len(rows) > AUTO_MAX_CELLS:
-        rows = np.sort(np.random.default_rng(random_state).choice(len(rows), AUTO_MAX_CELLS, replace=False))
+    rows = sample_rows(len(latent), AUTO_MAX_CELLS, np.random.default_rng(random_state))
     graph = _knn_graph(latent[rows], random_state=random_state, exact=True).obsp["connectivities"]
     scores = {
         name: modularity(graph, labels[rows], resolution=AUTO_RESOLUTION)
