@@ -12,6 +12,7 @@ from scvi.data.fields import LayerField
 
 from atlasclust._constants import BGFORMER_CENTER_INIT, CENTER_INITS, DEFAULT_N_TOP_GENES
 from atlasclust._constants import BGFORMER_RESOLUTION as DEFAULT_RESOLUTION
+from atlasclust._docs import doc_params
 from atlasclust._validate import check_choice, check_non_negative, check_positive
 from atlasclust.data import (
     Collection,
@@ -32,6 +33,7 @@ from ._module import BGFormerModule
 from ._training import BGFormerTrainingPlan
 
 
+@doc_params()
 class BGFormer(BGFormerFitMixin, BGFormerInferenceMixin, ClusteringModel):
     """BGFormer: bipartite cell-anchor attention clustering :cite:p:`Liang2026`.
 
@@ -39,7 +41,8 @@ class BGFormer(BGFormerFitMixin, BGFormerInferenceMixin, ClusteringModel):
     is linear in the number of cells. Anchors are learned by ZINB reconstruction of the counts
     through a nearest-anchor codebook; the embedding is learned by denoising ZINB reconstruction;
     clusters come from a DEC head whose centres are initialised, after a first training phase,
-    by k-means (``n_clusters`` given) or Leiden (``n_clusters=None``) on the learned embedding.
+    from the learned embedding: as ``center_init`` says with ``n_clusters`` given (k-means or merged
+    k-means), by Leiden with ``n_clusters=None``.
 
     Parameters
     ----------
@@ -47,12 +50,7 @@ class BGFormer(BGFormerFitMixin, BGFormerInferenceMixin, ClusteringModel):
         AnnData registered with :meth:`setup_anndata` (raw counts, in memory or backed).
     n_clusters
         Number of clusters; ``None`` finds it by Leiden on the embedding after pre-training.
-    mask_var
-        The genes to train on: the name of a boolean ``var`` column (such as ``"highly_variable"``)
-        or a boolean array over the genes. ``None`` chooses ``n_top_genes`` genes.
-    n_top_genes
-        Without ``mask_var``: number of most variable genes (Seurat flavour) the model uses, all
-        genes when there are fewer; ``None`` uses all genes. Genes with no counts are never used.
+    {doc_model_genes}
     n_latent
         Width of the embedding, the anchors and the attention.
     n_anchors
@@ -86,8 +84,7 @@ class BGFormer(BGFormerFitMixin, BGFormerInferenceMixin, ClusteringModel):
         embedding (no labels; it picks the better of the two on about half the datasets where
         they differ, see :doc:`/accuracy`); its kNN graph of at most 50,000 cells adds 10 to 45 s
         on two CPU cores (:doc:`/scaling`). The start used is in ``center_start_``.
-    registry
-        Used by :meth:`load`; leave it out.
+    {doc_registry}
 
     Examples
     --------

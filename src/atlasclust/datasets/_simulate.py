@@ -7,9 +7,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from atlasclust._docs import doc_params
+
 _CHUNK_CELLS = 20_000
 
 
+@doc_params()
 def simulate(
     n_cells: int = 1000,
     n_genes: int = 500,
@@ -40,14 +43,7 @@ def simulate(
         Marker genes per group.
     fold_change
         Up-regulation of a group's markers.
-    mean_counts
-        Average base mean count per gene.
-    dispersion
-        Negative binomial over-dispersion.
-    library_size_sd
-        Std of the log library-size factor.
-    random_state
-        Seed.
+    {doc_count_noise}
 
     Returns
     -------
@@ -75,6 +71,7 @@ def simulate(
     return ad.AnnData(X=counts, obs=obs, var=var)
 
 
+@doc_params()
 def simulate_tissue(
     n_rows: int = 40,
     n_cols: int = 40,
@@ -105,14 +102,7 @@ def simulate_tissue(
         Marker genes per layer.
     fold_change
         Up-regulation of a layer's markers.
-    mean_counts
-        Average base mean count per gene.
-    dispersion
-        Negative binomial over-dispersion.
-    library_size_sd
-        Std of the log library-size factor.
-    random_state
-        Seed.
+    {doc_count_noise}
 
     Returns
     -------

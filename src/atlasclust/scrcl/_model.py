@@ -16,6 +16,7 @@ from atlasclust._constants import (
     SCRCL_CENTER_INIT,
 )
 from atlasclust._constants import SCRCL_RESOLUTION as DEFAULT_RESOLUTION
+from atlasclust._docs import doc_params
 from atlasclust._validate import check_choice, check_non_negative, check_positive
 from atlasclust.data import (
     check_batch_column,
@@ -40,6 +41,7 @@ from ._module import SCRCLModule
 from ._training import SCRCLTrainingPlan
 
 
+@doc_params()
 class SCRCL(SCRCLDataMixin, SCRCLFitMixin, ClusteringModel):
     """scRCL: contrastive learning between an MLP view and a GCN view of the cell graph :cite:p:`Peng2026`.
 
@@ -55,13 +57,9 @@ class SCRCL(SCRCLDataMixin, SCRCLFitMixin, ClusteringModel):
     adata
         AnnData registered with :meth:`setup_anndata`.
     n_clusters
-        Number of clusters (k-means on the L2-normalised embedding); ``None`` uses Leiden.
-    mask_var
-        The genes to train on: the name of a boolean ``var`` column (such as ``"highly_variable"``)
-        or a boolean array over the genes. ``None`` chooses ``n_top_genes`` genes.
-    n_top_genes
-        Without ``mask_var``: number of most variable genes (Seurat flavour) the model uses, all
-        genes when there are fewer; ``None`` uses all genes. Genes with no counts are never used.
+        Number of clusters, found on the L2-normalised embedding as ``center_init`` says; ``None``
+        uses Leiden.
+    {doc_model_genes}
     n_neighbors
         Neighbours per cell of the expression or spatial kNN graph; ``None`` gives
         :data:`EXPRESSION_N_NEIGHBORS` (10) for an expression graph and :data:`SPATIAL_N_NEIGHBORS`
@@ -134,8 +132,7 @@ class SCRCL(SCRCLDataMixin, SCRCLFitMixin, ClusteringModel):
         With ``library_key`` (slices, each with its own spatial graph): spots of two slices that are
         mutual nearest neighbours on the principal components, among this many per slice, are also
         joined, so that the slices' embeddings stay comparable; 0 joins no spots across slices.
-    registry
-        Used by :meth:`load`; leave it out.
+    {doc_registry}
     """
 
     _module_cls = SCRCLModule

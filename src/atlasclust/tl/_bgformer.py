@@ -10,9 +10,9 @@ import numpy as np
 from scanpy import logging as logg
 
 from atlasclust._constants import BGFORMER_RESOLUTION, DEFAULT_N_TOP_GENES, HIGHLY_VARIABLE_IF_PRESENT
+from atlasclust._docs import doc_params
 from atlasclust.bgformer import BGFormer
 
-from ._docs import doc_params
 from ._run import Collected, Tool, run_tool
 
 #: A cluster is reported as grown by the DEC phase when it ends with at least this share of the cells ...

@@ -8,13 +8,13 @@ import anndata as ad
 import numpy as np
 
 from atlasclust._constants import DEFAULT_N_TOP_GENES, HIGHLY_VARIABLE_IF_PRESENT, SCRCL_RESOLUTION
+from atlasclust._docs import doc_params
 from atlasclust.data import (
     check_coordinates,
     spatial_majority_vote,
 )
 from atlasclust.scrcl import SCRCL, default_batch_size
 
-from ._docs import doc_params
 from ._run import Collected, Tool, run_tool
 
 

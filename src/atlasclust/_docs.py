@@ -1,4 +1,4 @@
-"""Parameter text both tools share, written once (as scanpy's and squidpy's ``_docs`` modules do)."""
+"""Parameter text the tools and the models share, written once (as scanpy's and squidpy's ``_docs`` modules do)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,25 @@ n_top_genes
     Without a gene selection: the number of most variable genes (Seurat flavour) to use, all
     genes when there are fewer (targeted panels have a few hundred); ``None`` uses all genes.
     Genes with no counts in any cell are left out either way (an info message says how many).""",
+    "doc_model_genes": """\
+mask_var
+    The genes to train on: the name of a boolean ``var`` column (such as ``"highly_variable"``)
+    or a boolean array over the genes. ``None`` chooses ``n_top_genes`` genes.
+n_top_genes
+    Without ``mask_var``: number of most variable genes (Seurat flavour) the model uses, all
+    genes when there are fewer; ``None`` uses all genes. Genes with no counts are never used.""",
+    "doc_registry": """\
+registry
+    Used by :meth:`load`; leave it out.""",
+    "doc_count_noise": """\
+mean_counts
+    Average base mean count per gene.
+dispersion
+    Negative binomial over-dispersion.
+library_size_sd
+    Std of the log library-size factor.
+random_state
+    Seed.""",
     "doc_devices": """\
 accelerator
     Lightning accelerator: ``"auto"``, ``"cpu"``, ``"gpu"``.
