@@ -20,6 +20,8 @@ FAST = {
     "batch_size": 128,
     "enable_progress_bar": False,
 }
+#: A small scRCL for tests, likewise.
+SCRCL_FAST = {"n_top_genes": 150, "n_hidden": 64, "max_epochs": 20, "enable_progress_bar": False}
 #: FAST split by where each option goes: BGFormer's constructor and its ``train``.
 FAST_MODEL = {k: FAST[k] for k in ("n_top_genes", "n_latent", "n_anchors", "n_heads")}
 FAST_TRAIN = {k: FAST[k] for k in ("max_epochs", "batch_size", "enable_progress_bar")}

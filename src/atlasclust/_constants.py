@@ -6,8 +6,18 @@ importing torch or scvi-tools; the models and tools import the same values.
 
 #: The ``var`` column :func:`scanpy.pp.highly_variable_genes` writes, used by default when present.
 HIGHLY_VARIABLE = "highly_variable"
-#: Most variable genes a model reads without a gene selection (all genes when there are fewer).
+#: Genes a model reads without a gene selection (all genes when there are fewer).
 DEFAULT_N_TOP_GENES = 2000
+#: How genes are ranked without a selection: ``"seurat"``, normalised dispersion of the log
+#: expression (scanpy's ``highly_variable_genes`` default); ``"deviance"``, Poisson deviance of the counts.
+GENE_FLAVORS = ("deviance", "seurat")
+#: BGFormer reconstructs the counts of its genes (ZINB), and genes ranked by the counts' deviance
+#: (Townes et al. 2019) suit it: in the accuracy benchmark (5 seeds) the four 5000-gene DLPFC slices
+#: rose from 0.25-0.31 to 0.37-0.45 ARI, while Baron fell (0.62 -> 0.45; docs/accuracy.md).
+BGFORMER_GENE_FLAVOR = "deviance"
+#: scRCL's views read principal components of the scaled log expression, whose most variable
+#: genes suit them: deviance genes moved PBMC 3k 0.76 -> 0.67 and Zeisel 0.72 -> 0.66 (seed 0).
+SCRCL_GENE_FLAVOR = "seurat"
 
 
 class _HighlyVariableIfPresent:

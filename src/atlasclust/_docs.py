@@ -19,9 +19,10 @@ mask_var
     The genes to train on, as in :func:`scanpy.pp.pca`: the name of a boolean ``var`` column or
     a boolean array over the genes. By default ``var["highly_variable"]`` when it exists (from
     :func:`scanpy.pp.highly_variable_genes`; an info message says so); ``None`` or no such
-    column: the ``n_top_genes`` most variable genes.
+    column: the ``n_top_genes`` top-ranked genes.
 n_top_genes
-    Without a gene selection: the number of most variable genes (Seurat flavour) to use, all
+    Without a gene selection: the number of top-ranked genes to use (BGFormer ranks genes by the
+    Poisson deviance of their counts, scRCL by normalised dispersion, scanpy's default flavour), all
     genes when there are fewer (targeted panels have a few hundred); ``None`` uses all genes.
     Genes with no counts in any cell are left out either way (an info message says how many).""",
     "doc_model_genes": """\
@@ -29,8 +30,9 @@ mask_var
     The genes to train on: the name of a boolean ``var`` column (such as ``"highly_variable"``)
     or a boolean array over the genes. ``None`` chooses ``n_top_genes`` genes.
 n_top_genes
-    Without ``mask_var``: number of most variable genes (Seurat flavour) the model uses, all
-    genes when there are fewer; ``None`` uses all genes. Genes with no counts are never used.""",
+    Without ``mask_var``: number of top-ranked genes the model uses (ranked as its
+    ``gene_flavor`` says: BGFormer by deviance, scRCL by dispersion), all genes when there
+    are fewer; ``None`` uses all genes. Genes with no counts are never used.""",
     "doc_registry": """\
 registry
     Used by :meth:`load`; leave it out.""",

@@ -257,14 +257,14 @@ def build_parser() -> argparse.ArgumentParser:
             type=_gene_count,
             metavar="N|all",
             default=None,
-            help="without a gene selection: number of variable genes used, or 'all' (default: 2000, or all when "
+            help="without a gene selection: number of top-ranked genes used, or 'all' (default: 2000, or all when "
             "there are fewer)",
         )
         method.add_argument(
             "--mask-var",
             metavar="COLUMN|none",
             default=None,
-            help="boolean var column of the genes to use, or 'none' for the --n-top-genes most variable genes "
+            help="boolean var column of the genes to use, or 'none' for the --n-top-genes top-ranked genes "
             "(default: the column highly_variable when the file has one)",
         )
         method.add_argument("--key-added", default=None, help=f"result key (default: {name})")

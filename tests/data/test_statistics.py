@@ -7,6 +7,7 @@ import scipy.sparse as sp
 import atlasclust as ac
 from atlasclust.data import (
     log_normalized_moments,
+    poisson_deviance,
     projected_log_features,
     sample_rows,
     scaled_log_features,
@@ -25,6 +26,33 @@ def test_scan_matches_direct_computation(counts):
     np.testing.assert_allclose(stats.normalized_mean, normalized.mean(axis=0), rtol=1e-10)
     np.testing.assert_allclose(stats.normalized_var, normalized.var(axis=0, ddof=1), rtol=1e-8)
     np.testing.assert_array_equal(stats.n_cells_per_gene, (x > 0).sum(axis=0))
+
+
+def test_poisson_deviance_matches_direct_computation_and_ranks_markers_first(counts):
+    x = counts.X.toarray().astype(np.float64)
+    x[:, 13] = 0  # a gene without counts
+    stats = scan_counts(sp.csr_matrix(x), chunk_size=70)
+    library, total = x.sum(axis=1), x.sum(axis=0)
+    expected = library[:, None] * total[None, :] / x.sum()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(x > 0, x * np.log(x / expected), 0.0) - (x - expected)
+    deviance = poisson_deviance(stats)
+    np.testing.assert_allclose(deviance, 2 * terms.sum(axis=0), rtol=1e-8, atol=1e-6)
+    assert deviance[13] == 0
+    # a gene that follows the library sizes exactly has no deviance; a marker has much
+    follower = sp.csr_matrix(np.column_stack([x, np.round(library * 0.1)]))
+    assert poisson_deviance(scan_counts(follower))[-1] < 0.01 * np.median(deviance)
+    markers = np.arange(20)  # simulate(): the first group's markers are the first 20 genes
+    assert np.median(deviance[markers]) > np.median(deviance[100:])
+
+
+def test_deviance_and_seurat_rankings_both_select_and_the_flavor_is_checked(counts):
+    stats = scan_counts(counts.X)
+    for flavor in ("deviance", "seurat"):
+        chosen = select_top_genes(stats, 30, flavor=flavor)
+        assert len(chosen) == 30 and np.all(np.diff(chosen) > 0)
+    with pytest.raises(ValueError, match="flavor='pearson' must be one of"):
+        select_top_genes(stats, 30, flavor="pearson")
 
 
 def test_group_means_match_direct_computation(counts, tmp_path):

@@ -10,7 +10,7 @@ from anndata.abc import CSCDataset, CSRDataset
 from scvi import REGISTRY_KEYS
 from scvi.data.fields import LayerField
 
-from atlasclust._constants import BGFORMER_CENTER_INIT, CENTER_INITS, DEFAULT_N_TOP_GENES
+from atlasclust._constants import BGFORMER_CENTER_INIT, BGFORMER_GENE_FLAVOR, CENTER_INITS, DEFAULT_N_TOP_GENES
 from atlasclust._constants import BGFORMER_RESOLUTION as DEFAULT_RESOLUTION
 from atlasclust._docs import doc_params
 from atlasclust._validate import check_choice, check_non_negative, check_positive
@@ -98,6 +98,7 @@ class BGFormer(BGFormerFitMixin, BGFormerInferenceMixin, ClusteringModel):
     _module_cls = BGFormerModule
     _training_plan_cls = BGFormerTrainingPlan
     method_name = "BGFormer"
+    gene_flavor = BGFORMER_GENE_FLAVOR
 
     def __init__(
         self,

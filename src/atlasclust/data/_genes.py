@@ -1,4 +1,4 @@
-"""Which genes a model trains on: the user's selection (``mask_var``) or the most variable genes, never empty ones.
+"""Which genes a model trains on: the user's selection (``mask_var``) or the top-ranked genes, never empty ones.
 
 Both models call :func:`gene_mask` when they are built (the width of their input follows from it) and
 :func:`choose_genes` once the counts have been scanned.
@@ -68,13 +68,15 @@ def planned_gene_count(n_vars: int, mask: np.ndarray | None, n_top_genes: int | 
     return n_vars if n_top_genes is None else min(n_top_genes, n_vars)
 
 
-def choose_genes(statistics: CountStatistics, mask: np.ndarray | None, n_top_genes: int | None) -> np.ndarray:
+def choose_genes(
+    statistics: CountStatistics, mask: np.ndarray | None, n_top_genes: int | None, *, flavor: str = "seurat"
+) -> np.ndarray:
     """Indices (sorted) of the genes a model trains on.
 
     The genes of ``mask`` when given (all of them, as :func:`scanpy.pp.pca` uses all genes of its
-    ``mask_var``), else the ``n_top_genes`` most variable genes (Seurat flavour; all genes when
-    there are fewer or it is ``None``). Genes with no counts in any cell carry nothing and are left
-    out, with an info message.
+    ``mask_var``), else the ``n_top_genes`` genes ranked first by ``flavor`` (see
+    :func:`select_top_genes`; all genes when there are fewer or it is ``None``). Genes with no
+    counts in any cell carry nothing and are left out, with an info message.
     """
     detected = statistics.n_cells_per_gene > 0
     selected = np.ones_like(detected) if mask is None else mask
@@ -90,7 +92,7 @@ def choose_genes(statistics: CountStatistics, mask: np.ndarray | None, n_top_gen
         if mask is None and n_top_genes is not None and n_top_genes > n_candidates:
             logg.info(f"    using all {n_candidates} genes with counts (fewer than n_top_genes={n_top_genes})")
         return np.flatnonzero(candidates)
-    return select_top_genes(statistics, n_top_genes)
+    return select_top_genes(statistics, n_top_genes, flavor=flavor)
 
 
 def with_chosen_genes(init_params: dict, gene_index: np.ndarray, n_vars: int) -> dict:

@@ -15,6 +15,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from atlasclust._constants import GENE_FLAVORS
+from atlasclust._validate import check_choice
+
 #: Elements (rows x genes) read per chunk when a chunk is dense.
 _CHUNK_ELEMENTS = 20_000_000
 
@@ -56,12 +59,19 @@ class CountStatistics:
         Per-gene mean of library-size-normalised counts (each cell scaled to the median library).
     normalized_var
         Per-gene variance (``ddof=1``) of the same values.
+    gene_total
+        Total counts of each gene over all cells.
+    log_share_sum
+        Per-gene sum over cells of ``x log(x / library)``, the one term of a gene's Poisson
+        deviance (:func:`poisson_deviance`) that needs every count.
     """
 
     library_size: np.ndarray
     n_cells_per_gene: np.ndarray
     normalized_mean: np.ndarray
     normalized_var: np.ndarray
+    gene_total: np.ndarray
+    log_share_sum: np.ndarray
 
     @property
     def median_library_size(self) -> float:
@@ -116,6 +126,8 @@ def scan_counts(matrix, *, source: str = "adata.X", chunk_size: int | None = Non
     # normalised counts are x * median / library, so the moments factor.
     sum_scaled = np.zeros(n_vars, dtype=np.float64)
     sum_scaled_sq = np.zeros(n_vars, dtype=np.float64)
+    gene_total = np.zeros(n_vars, dtype=np.float64)
+    log_share_sum = np.zeros(n_vars, dtype=np.float64)
     for start, stop, chunk in iter_row_chunks(matrix, chunk_size=chunk_size):
         _check_chunk(chunk.data, source=source)
         chunk.eliminate_zeros()
@@ -131,11 +143,16 @@ def scan_counts(matrix, *, source: str = "adata.X", chunk_size: int | None = Non
         scaled = sp.diags(1.0 / lib) @ chunk
         sum_scaled += np.asarray(scaled.sum(axis=0)).ravel()
         sum_scaled_sq += np.asarray(scaled.multiply(scaled).sum(axis=0)).ravel()
+        gene_total += np.bincount(chunk.indices, weights=chunk.data, minlength=n_vars)
+        row_library = np.repeat(lib, np.diff(chunk.indptr))
+        log_share_sum += np.bincount(
+            chunk.indices, weights=chunk.data * np.log(chunk.data / row_library), minlength=n_vars
+        )
     median = float(np.median(library_size))
     mean = median * sum_scaled / n_obs
     second_moment = median**2 * sum_scaled_sq / n_obs
     var = np.maximum(second_moment - mean**2, 0.0) * n_obs / max(n_obs - 1, 1)
-    return CountStatistics(library_size, n_cells, mean, var)
+    return CountStatistics(library_size, n_cells, mean, var, gene_total, log_share_sum)
 
 
 def seurat_dispersion_rank(statistics: CountStatistics, *, n_bins: int = 20) -> np.ndarray:
@@ -162,14 +179,36 @@ def seurat_dispersion_rank(statistics: CountStatistics, *, n_bins: int = 20) -> 
     return (frame["dispersions"].to_numpy() - per_gene[:, 0]) / per_gene[:, 1]
 
 
-def select_top_genes(statistics: CountStatistics, n_top_genes: int, *, min_cells: int = 3) -> np.ndarray:
-    """Indices (sorted) of the ``n_top_genes`` most variable genes (Seurat flavour).
+def poisson_deviance(statistics: CountStatistics) -> np.ndarray:
+    """Each gene's Poisson deviance from a constant share of every cell's counts (Townes et al., 2019).
 
-    Genes detected in fewer than ``min_cells`` cells come last: their dispersion is extreme but
-    carries no population structure, and once z-scored they dominate the network input (the usual
-    ``sc.pp.filter_genes(min_cells=3)`` before HVG selection does the same).
+    A gene whose counts follow the library sizes has a deviance near 0; one that is high in some
+    cells and absent from others, a large one. Computed from :func:`scan_counts`' one pass as
+    ``2 (sum_c x log(x / n_c) - X log(X / N))`` (``n_c`` a cell's library size, ``X`` the gene's
+    total, ``N`` all counts), since the term ``sum_c (x - n_c X / N)`` is 0. It ranks genes as
+    the binomial deviance of scry's ``devianceFeatureSelection`` does (counts are a small share of
+    each library). Genes without counts get 0.
     """
-    score = np.nan_to_num(seurat_dispersion_rank(statistics), nan=-np.inf)
+    total = statistics.gene_total
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expected_term = np.where(total > 0, total * np.log(total / total.sum()), 0.0)
+    return 2.0 * (statistics.log_share_sum - expected_term)
+
+
+def select_top_genes(
+    statistics: CountStatistics, n_top_genes: int, *, flavor: str = "seurat", min_cells: int = 3
+) -> np.ndarray:
+    """Indices (sorted) of the ``n_top_genes`` genes ranked first by ``flavor``.
+
+    ``"seurat"``: the most variable genes by normalised dispersion (:func:`seurat_dispersion_rank`);
+    ``"deviance"``: the largest :func:`poisson_deviance`. Genes detected in fewer than ``min_cells``
+    cells come last: their dispersion is extreme but carries no population structure, and once
+    z-scored they dominate the network input (the usual ``sc.pp.filter_genes(min_cells=3)``
+    before HVG selection does the same).
+    """
+    check_choice("flavor", flavor, GENE_FLAVORS)
+    score = seurat_dispersion_rank(statistics) if flavor == "seurat" else poisson_deviance(statistics)
+    score = np.nan_to_num(score, nan=-np.inf)
     score[statistics.n_cells_per_gene < min_cells] = -np.inf
     order = np.argsort(-score, kind="stable")
     return np.sort(order[:n_top_genes])

@@ -14,6 +14,7 @@ from atlasclust._constants import (
     INPUT_FEATURES,
     REPRESENTATIONS,
     SCRCL_CENTER_INIT,
+    SCRCL_GENE_FLAVOR,
 )
 from atlasclust._constants import SCRCL_RESOLUTION as DEFAULT_RESOLUTION
 from atlasclust._docs import doc_params
@@ -138,6 +139,7 @@ class SCRCL(SCRCLDataMixin, SCRCLFitMixin, ClusteringModel):
     _module_cls = SCRCLModule
     _training_plan_cls = SCRCLTrainingPlan
     method_name = "scRCL"
+    gene_flavor = SCRCL_GENE_FLAVOR
 
     def __init__(
         self,

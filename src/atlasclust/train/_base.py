@@ -44,6 +44,8 @@ class ClusteringModel(UnsupervisedTrainingMixin, BaseModelClass):
 
     #: The method's name in messages.
     method_name = "atlasclust"
+    #: How the method ranks genes without a selection (:data:`~atlasclust._constants.GENE_FLAVORS`).
+    gene_flavor = "seurat"
 
     # ------------------------------------------------------------------------------------ set-up
     @classmethod
@@ -110,7 +112,7 @@ class ClusteringModel(UnsupervisedTrainingMixin, BaseModelClass):
         built again at that width and the saved parameters name the genes chosen, so that
         :meth:`load` rebuilds the same width.
         """
-        gene_index = choose_genes(statistics, self._gene_mask, self.n_top_genes)
+        gene_index = choose_genes(statistics, self._gene_mask, self.n_top_genes, flavor=self.gene_flavor)
         if len(gene_index) != len(self.module.gene_index):
             self.module = self._new_module(len(gene_index))
             self.init_params_ = with_chosen_genes(self.init_params_, gene_index, self.adata.n_vars)
