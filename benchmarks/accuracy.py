@@ -71,6 +71,8 @@ ORACLES = {
     "bgformer_oracle": ("bgformer_kmeans", "bgformer_merged"),
     "scrcl_oracle": ("scrcl", "scrcl_merged"),
 }
+#: BGFormer columns run before its deviance gene ranking and not rerun (the tables say so); empty it when rerun.
+SEURAT_GENE_RUNS = ("bgformer_kmeans", "bgformer_merged", "bgformer_noK")
 #: Runs of the label-free choice between each oracle's two starts.
 CHOOSERS = {"bgformer_oracle": "bgformer", "scrcl_oracle": "scrcl_auto"}
 #: Table order: each oracle right after the last of its starts and its chooser.
@@ -242,6 +244,7 @@ def write_tables(rows: list[dict], seeds: int) -> str:
         "`scvi_batch_leiden_trueK`, scVI with the same `batch_key`; each run in its own "
         "process. Cells: mean ± sd over seeds. Peak memory is the run's max RSS (whole process).",
         "",
+        *_stale_note(methods),
         "Baselines (as in `../shared/data/baselines.md`): `kmeans_pca`, k-means on 50 PCs of the scaled 2000 HVGs; "
         "`leiden_res1` and `leiden_trueK`, Leiden on their kNN graph at resolution 1 and at the resolution that "
         "gives K; `scvi_leiden_trueK`, scVI (50 epochs on the HVG counts) latent + Leiden at K; "
@@ -327,6 +330,17 @@ def _cluster_count_table(rows: list[dict], datasets: list[str]) -> list[str]:
             cells.append(mean_sd(values, 1) if values else "—")
         lines.append(f"| {dataset} | {true_k} | " + " | ".join(cells) + " |")
     return [*lines, ""]
+
+
+def _stale_note(methods: list[str]) -> list[str]:
+    """A paragraph naming the shown columns that ran before BGFormer's gene ranking changed, if any."""
+    stale = ", ".join(f"`{m}`" for m in SEURAT_GENE_RUNS if m in methods)
+    text = (
+        f"Since this version BGFormer ranks genes by the Poisson deviance of their counts; {stale} (so also "
+        "`bgformer_oracle` and the start table's 'scored higher' counts) ran before, on the 2000 most variable genes "
+        "by Seurat's dispersion, and were not rerun. `bgformer` and `bgformer_batch` are current."
+    )
+    return [text, ""] if stale else []
 
 
 def main() -> None:
