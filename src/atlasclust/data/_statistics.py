@@ -140,14 +140,12 @@ def scan_counts(matrix, *, source: str = "adata.X", chunk_size: int | None = Non
             )
             raise ValueError(msg)
         n_cells += np.bincount(chunk.indices, minlength=n_vars)
-        scaled = sp.diags(1.0 / lib) @ chunk
-        sum_scaled += np.asarray(scaled.sum(axis=0)).ravel()
-        sum_scaled_sq += np.asarray(scaled.multiply(scaled).sum(axis=0)).ravel()
+        # each stored count's share of its cell's library, once, for every per-gene sum below
+        share = chunk.data / np.repeat(lib, np.diff(chunk.indptr))
+        sum_scaled += np.bincount(chunk.indices, weights=share, minlength=n_vars)
+        sum_scaled_sq += np.bincount(chunk.indices, weights=share * share, minlength=n_vars)
         gene_total += np.bincount(chunk.indices, weights=chunk.data, minlength=n_vars)
-        row_library = np.repeat(lib, np.diff(chunk.indptr))
-        log_share_sum += np.bincount(
-            chunk.indices, weights=chunk.data * np.log(chunk.data / row_library), minlength=n_vars
-        )
+        log_share_sum += np.bincount(chunk.indices, weights=chunk.data * np.log(share), minlength=n_vars)
     median = float(np.median(library_size))
     mean = median * sum_scaled / n_obs
     second_moment = median**2 * sum_scaled_sq / n_obs
