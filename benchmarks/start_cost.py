@@ -3,10 +3,10 @@
 Both methods place their clustering head's centres once, on the embedding of at most 50,000 cells
 (a random 50,000 above that, ``bgformer._defaults.init_cells``), so the start's cost stops growing
 there: a 1M-cell atlas pays what 50,000 cells pay. ``"auto"`` runs both k-means and merged k-means
-and builds scanpy's kNN graph of those cells to compare their modularity. This times
+and builds an exact kNN graph of those cells, weighted as scanpy weights it, to compare their modularity. This times
 ``train.cluster_centers`` alone on simulated embeddings (128 dimensions, BGFormer's width; K groups
-of unequal size, the largest about 10 times the smallest), each call in a fresh process, so the
-first kNN graph's compilation (numba, once per Python session) is counted as a user pays it.
+of unequal size, the largest about 10 times the smallest), each call in a fresh process, so any
+one-time cost of a Python session is counted as a user pays it.
 
 Writes ``benchmarks/results/start_cost.md`` and ``.json``.
 
@@ -63,8 +63,8 @@ def write_table(rows: list[dict]) -> str:
         "# What the DEC start costs",
         "",
         f"`python benchmarks/start_cost.py` on {machine}, {date.today()}: `train.cluster_centers` on a simulated "
-        f"{N_LATENT}-dimensional embedding, each call in a fresh process (the first kNN graph's numba "
-        "compilation included). BGFormer's start sees at most 50,000 cells (a random 50,000 of a larger "
+        f"{N_LATENT}-dimensional embedding, each call in a fresh process (one-time costs of a session "
+        "included). BGFormer's start sees at most 50,000 cells (a random 50,000 of a larger "
         "dataset), so the 50,000 row is also its cost at 1M cells; `auto`'s modularity graph is built on at "
         "most 50,000 cells for either method. Seconds (peak MB of the process).",
         "",

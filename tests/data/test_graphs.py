@@ -1,5 +1,11 @@
+import subprocess
+import sys
+
+import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
+import scanpy as sc
 import scipy.sparse as sp
 
 from atlasclust.data._graphs import (
@@ -7,6 +13,7 @@ from atlasclust.data._graphs import (
     expression_graph,
     gcn_normalize,
     gene_graph,
+    knn_connectivities,
     mutual_neighbors,
     spatial_graph,
     spatial_majority_vote,
@@ -38,6 +45,60 @@ def test_expression_graph_above_8192_cells():
     assert graph.shape == (9000, 9000)
     assert _is_binary_symmetric_without_loops(graph)
     assert np.diff(graph.indptr).min() >= 5
+
+
+def _scanpy_connectivities(coordinates, *, n_neighbors=15, metric="euclidean", transformer=None):
+    holder = ad.AnnData(obs=pd.DataFrame(index=np.arange(len(coordinates)).astype(str)), obsm={"X": coordinates})
+    sc.pp.neighbors(holder, n_neighbors=n_neighbors, use_rep="X", metric=metric, transformer=transformer)
+    return holder.obsp["connectivities"]
+
+
+def _groups_with_duplicates():
+    """Three overlapping groups, and five copies of one cell (ties among nearest neighbours)."""
+    rng = np.random.default_rng(0)
+    groups = [rng.normal(centre, 1.0, size=(200, 8)) for centre in (0.0, 1.5, 4.0)]
+    return np.vstack([*groups, np.repeat(groups[0][:1], 5, axis=0)]).astype(np.float32)
+
+
+@pytest.mark.parametrize("n_neighbors", [15, 5])
+def test_knn_connectivities_are_scanpys_weights(n_neighbors):
+    coordinates = _groups_with_duplicates()
+    ours = knn_connectivities(coordinates, n_neighbors=n_neighbors)
+    scanpys = _scanpy_connectivities(coordinates, n_neighbors=n_neighbors, transformer="sklearn")
+    assert ((ours != 0) != (scanpys != 0)).nnz == 0  # the same edges
+    assert abs(ours - scanpys).max() < 1e-5  # the same weights, to float32 rounding
+    assert (ours != ours.T).nnz == 0
+    assert ours.diagonal().sum() == 0
+
+
+def test_knn_connectivities_of_fewer_cells_than_neighbours():
+    coordinates = np.random.default_rng(1).normal(size=(6, 3)).astype(np.float32)
+    ours = knn_connectivities(coordinates)  # 15 neighbours asked, 5 other cells
+    assert ours.shape == (6, 6)
+    assert abs(ours - _scanpy_connectivities(coordinates, n_neighbors=5, transformer="sklearn")).max() < 1e-5
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_expression_graph_below_the_exact_limit_is_scanpys_binarised(metric):
+    coordinates = _groups_with_duplicates()
+    scanpys = binary_symmetric(_scanpy_connectivities(coordinates, n_neighbors=10, metric=metric))
+    assert (expression_graph(coordinates, n_neighbors=10, metric=metric) != scanpys).nnz == 0
+
+
+def test_graphs_below_the_exact_limit_need_no_umap():
+    # UMAP compiles its numba kernels in each new process (10 to 25 s on two cores), longer than the start itself
+    script = (
+        "import sys, numpy as np\n"
+        "from atlasclust.data import expression_graph, knn_connectivities\n"
+        "from atlasclust.train import cluster_centers\n"
+        "x = np.random.default_rng(0).normal(size=(500, 8)).astype(np.float32)\n"
+        "expression_graph(x); knn_connectivities(x)\n"
+        "cluster_centers(x, 4, resolution=1.0, random_state=0, init='auto')\n"
+        "print(sorted(m for m in ('umap', 'pynndescent') if m in sys.modules))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
 
 
 def test_cosine_expression_graph_ignores_each_cells_scale():

@@ -5,6 +5,7 @@ import scipy.sparse as sp
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
+from atlasclust.data import knn_connectivities
 from atlasclust.train import _assign
 from atlasclust.train._assign import AUTO_RESOLUTION, _knn_graph, cluster_centers, merged_kmeans_labels, modularity
 
@@ -72,7 +73,7 @@ def test_auto_start_takes_the_candidate_of_higher_modularity():
     # overlapping groups: which candidate wins is not obvious, but it must be the one of higher modularity
     rng = np.random.default_rng(3)
     points = np.vstack([rng.normal(centre, 1.0, size=(150, 5)) for centre in (0.0, 1.5, 3.0, 6.0)])
-    graph = _knn_graph(points, random_state=0).obsp["connectivities"]
+    graph = knn_connectivities(points)  # scanpy's graph (tests/data/test_graphs.py), its weights computed once
     kmeans = KMeans(4, n_init=10, random_state=0).fit(points)
     merged = merged_kmeans_labels(points, 4, random_state=0)
     scores = {
@@ -95,14 +96,14 @@ def test_auto_start_measures_modularity_on_a_bounded_exact_graph(monkeypatch):
     _, on_all_cells = cluster_centers(points, 4, resolution=1.0, random_state=0, init="auto")
     graphs = []
 
-    def recording_knn_graph(latent, **kwargs):
-        graphs.append((len(latent), kwargs.get("exact")))
-        return _knn_graph(latent, **kwargs)
+    def recording_connectivities(latent, **kwargs):
+        graphs.append(len(latent))
+        return knn_connectivities(latent, **kwargs)
 
     monkeypatch.setattr(_assign, "AUTO_MAX_CELLS", 1000)
-    monkeypatch.setattr(_assign, "_knn_graph", recording_knn_graph)
+    monkeypatch.setattr(_assign, "knn_connectivities", recording_connectivities)
     _, on_subset = cluster_centers(points, 4, resolution=1.0, random_state=0, init="auto")
-    assert graphs == [(1000, True)]
+    assert graphs == [1000]
     assert on_subset["start"] == on_all_cells["start"]
     for name, score in on_all_cells["modularity"].items():
         assert on_subset["modularity"][name] == pytest.approx(score, abs=0.05)

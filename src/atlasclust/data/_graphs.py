@@ -34,17 +34,97 @@ def binary_symmetric(graph: sp.spmatrix, *, name: str = "graph") -> sp.csr_matri
 def expression_graph(
     coordinates: np.ndarray, *, n_neighbors: int = 15, metric: str = "euclidean", random_state: int = 0
 ) -> sp.csr_matrix:
-    """Binary kNN graph of cells from ``coordinates`` (e.g. PCA), through :func:`scanpy.pp.neighbors`.
+    """Binary kNN graph of cells from ``coordinates`` (e.g. PCA), as :func:`scanpy.pp.neighbors` builds it.
 
     scanpy's connectivities (UMAP fuzzy union) are binarised: any weight above zero is an edge.
-    ``metric`` is passed to :func:`scanpy.pp.neighbors`.
+    Where scanpy searches neighbours exactly (:data:`EXACT_KNN_MAX_CELLS`), the same graph comes
+    from :func:`knn_connectivities`; above, from :func:`scanpy.pp.neighbors` (pynndescent).
+    ``metric`` is any of scikit-learn's and scanpy's.
     """
     n_obs = len(coordinates)
+    if n_obs < (EXACT_KNN_MAX_CELLS if metric == "euclidean" else EXACT_KNN_MAX_CELLS // 2):
+        # scanpy's own exact search and weights, without UMAP's compiling in every new process
+        return binary_symmetric(knn_connectivities(coordinates, n_neighbors=n_neighbors, metric=metric))
     holder = ad.AnnData(obs=pd.DataFrame(index=np.arange(n_obs).astype(str)), obsm={"X_coords": coordinates})
     sc.pp.neighbors(
         holder, n_neighbors=min(n_neighbors, n_obs - 1), use_rep="X_coords", metric=metric, random_state=random_state
     )
     return binary_symmetric(holder.obsp["connectivities"])
+
+
+#: Cells below which scanpy's ``pp.neighbors`` searches neighbours exactly (scikit-learn's brute force)
+#: for the euclidean metric, and half as many for the others; above, pynndescent approximates them.
+EXACT_KNN_MAX_CELLS = 8192
+
+#: UMAP's tolerance of its bandwidth search and floor of a cell's bandwidth (share of its mean distance).
+_BANDWIDTH_TOLERANCE = 1e-5
+_MIN_BANDWIDTH_SCALE = 1e-3
+
+
+def knn_connectivities(coordinates: np.ndarray, *, n_neighbors: int = 15, metric: str = "euclidean") -> sp.csr_matrix:
+    """Exact kNN graph of cells weighted as :func:`scanpy.pp.neighbors` weights it (UMAP's fuzzy union).
+
+    The same ``connectivities`` as ``sc.pp.neighbors(transformer="sklearn")`` (to float32 rounding):
+    each cell's ``n_neighbors - 1`` nearest other cells get ``exp(-(d - rho) / sigma)``, ``rho`` its
+    distance to the nearest, ``sigma`` such that the weights sum to ``log2(n_neighbors)``; then the
+    fuzzy union ``A + A.T - A * A.T``. Written out in numpy because UMAP compiles its numba kernels
+    in every new Python process, 10 to 25 s on two cores: longer than the whole start on small data.
+    """
+    n_obs = len(coordinates)
+    k = min(n_neighbors, n_obs - 1)
+    distances, indices = _exact_neighbors(coordinates, k, metric=metric)
+    distances = distances.astype(np.float32)
+    sigma, rho = _fuzzy_bandwidths(distances, k)
+    excess = distances - rho[:, None]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        weights = np.exp(-(excess / sigma[:, None]), dtype=np.float32)
+    weights = np.where((excess <= 0) | (sigma[:, None] == 0), np.float32(1), weights)
+    weights[indices == np.arange(n_obs)[:, None]] = 0  # no self loops
+    graph = sp.coo_matrix((weights.ravel(), (np.repeat(np.arange(n_obs), k), indices.ravel())), shape=(n_obs, n_obs))
+    graph.eliminate_zeros()
+    transpose = graph.transpose()
+    union = (graph + transpose - graph.multiply(transpose)).tocsr()
+    union.eliminate_zeros()
+    return union
+
+
+def _exact_neighbors(coordinates: np.ndarray, k: int, *, metric: str = "euclidean") -> tuple[np.ndarray, np.ndarray]:
+    """Distances and indices of each row's ``k`` nearest rows, itself usually first, as scanpy finds them exactly.
+
+    scanpy's brute-force transformer returns ``k + 1`` and keeps the first ``k``: among tied rows
+    (duplicates) that order, not ``k``'s, decides which are kept.
+    """
+    search = NearestNeighbors(n_neighbors=k + 1, algorithm="brute", metric=metric).fit(coordinates)
+    distances, indices = search.kneighbors(coordinates)
+    return distances[:, :k], indices[:, :k]
+
+
+def _fuzzy_bandwidths(distances: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """UMAP's ``smooth_knn_dist`` for all cells at once, in float32 as UMAP computes it: ``(sigma, rho)``."""
+    target = np.log2(k)
+    positive = np.where(distances > 0, distances, np.inf)
+    rho = positive.min(axis=1)
+    rho = np.where(np.isfinite(rho), rho, 0).astype(np.float32)
+    low = np.zeros(len(distances), dtype=np.float32)
+    high = np.full(len(distances), np.inf, dtype=np.float32)
+    mid = np.ones(len(distances), dtype=np.float32)
+    searching = np.ones(len(distances), dtype=bool)
+    excess = distances[:, 1:] - rho[:, None]
+    for _ in range(64):
+        with np.errstate(divide="ignore", over="ignore"):
+            terms = np.where(excess > 0, np.exp(-(excess / mid[:, None]), dtype=np.float32), np.float32(1))
+        total = np.cumsum(terms, axis=1, dtype=np.float32)[:, -1]  # in order, as UMAP's loop adds them
+        searching &= np.abs(total.astype(np.float64) - target) >= _BANDWIDTH_TOLERANCE
+        if not searching.any():
+            break
+        above = searching & (total > target)
+        below = searching & ~(total > target)
+        high[above] = mid[above]
+        low[below] = mid[below]
+        mid = np.where(above | (below & np.isfinite(high)), (low + high) / np.float32(2), mid)
+        mid = np.where(below & ~np.isfinite(high), mid * np.float32(2), mid)
+    floor = np.where(rho > 0, distances.mean(axis=1), distances.mean()).astype(np.float32) * _MIN_BANDWIDTH_SCALE
+    return np.maximum(mid, floor), rho
 
 
 def check_coordinates(coordinates, *, key: str, n_obs: int) -> np.ndarray:

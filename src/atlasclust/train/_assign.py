@@ -9,7 +9,7 @@ import scanpy as sc
 import scipy.sparse as sp
 from sklearn.cluster import AgglomerativeClustering, KMeans
 
-from atlasclust.data import sample_rows
+from atlasclust.data import knn_connectivities, sample_rows
 
 #: Resolution of the modularity that ``"auto"`` compares. At 1 (Newman's), modularity shares
 #: k-means' taste for clusters of equal size and keeps k-means where it cut Baron's beta cells
@@ -20,15 +20,13 @@ AUTO_RESOLUTION = 0.25
 
 #: Cells ``"auto"`` measures modularity on (a random subset above it, the same for both candidates).
 #: Its kNN graph is exact (scikit-learn's brute force, what scanpy uses below 8,192 cells anyway),
-#: which at 50,000 cells takes seconds where pynndescent took about 30 (benchmarks/results/start_cost.md).
+#: which at 50,000 cells takes seconds where pynndescent took about 30 (benchmarks/results/start_cost.md),
+#: weighted as scanpy weights it (:func:`atlasclust.data.knn_connectivities`).
 AUTO_MAX_CELLS = 50_000
 
 
-def _knn_graph(latent: np.ndarray, *, random_state: int, n_neighbors: int = 15, exact: bool = False) -> ad.AnnData:
-    """An AnnData holding only scanpy's kNN graph (``obsp["connectivities"]``) of the rows of ``latent``.
-
-    ``exact``: brute-force neighbours at any size (scanpy's choice below 8,192 rows), not pynndescent's.
-    """
+def _knn_graph(latent: np.ndarray, *, random_state: int, n_neighbors: int = 15) -> ad.AnnData:
+    """An AnnData holding only scanpy's kNN graph (``obsp["connectivities"]``) of the rows of ``latent``."""
     embedded = ad.AnnData(obs=pd.DataFrame(index=np.arange(len(latent)).astype(str)), obsm={"X_latent": latent})
     with sc.settings.verbosity.override("warning"):  # an internal step: scanpy's "computing neighbors" would mislead
         sc.pp.neighbors(
@@ -36,7 +34,6 @@ def _knn_graph(latent: np.ndarray, *, random_state: int, n_neighbors: int = 15, 
             n_neighbors=min(n_neighbors, len(latent) - 1),
             use_rep="X_latent",
             random_state=random_state,
-            transformer="sklearn" if exact else None,
         )
     return embedded
 
@@ -92,7 +89,7 @@ def cluster_centers(
     if init == "merged":
         return _group_means(latent, merged), {"start": "merged"}
     rows = sample_rows(len(latent), AUTO_MAX_CELLS, np.random.default_rng(random_state))
-    graph = _knn_graph(latent[rows], random_state=random_state, exact=True).obsp["connectivities"]
+    graph = knn_connectivities(latent[rows])
     scores = {
         name: modularity(graph, labels[rows], resolution=AUTO_RESOLUTION)
         for name, labels in (("kmeans", kmeans.labels_), ("merged", merged))
