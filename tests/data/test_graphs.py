@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 import scanpy as sc
 import scipy.sparse as sp
+from sklearn.neighbors import NearestNeighbors
 
 from atlasclust.data._graphs import (
     binary_symmetric,
@@ -69,6 +70,15 @@ def test_knn_connectivities_are_scanpys_weights(n_neighbors):
     assert abs(ours - scanpys).max() < 1e-5  # the same weights, to float32 rounding
     assert (ours != ours.T).nnz == 0
     assert ours.diagonal().sum() == 0
+
+
+def test_knn_connectivities_take_each_cells_distance_to_itself_as_zero():
+    # float32 rounding leaves some rows a distance to themselves above zero, which UMAP would take for the
+    # nearest neighbour's distance (every weight of the row then drops); scanpy's weights treat it as zero
+    coordinates = (np.random.default_rng(0).normal(size=(300, 16)) * 0.7).astype(np.float32)
+    to_itself = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(coordinates).kneighbors(coordinates)[0][:, 0]
+    assert (to_itself > 0).sum() > 10  # the case this test is about
+    assert abs(knn_connectivities(coordinates) - _scanpy_connectivities(coordinates)).max() < 1e-5
 
 
 def test_knn_connectivities_of_fewer_cells_than_neighbours():

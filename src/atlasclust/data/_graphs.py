@@ -96,6 +96,9 @@ def _exact_neighbors(coordinates: np.ndarray, k: int, *, metric: str = "euclidea
     """
     search = NearestNeighbors(n_neighbors=k + 1, algorithm="brute", metric=metric).fit(coordinates)
     distances, indices = search.kneighbors(coordinates)
+    # float32 rounding leaves a row's distance to itself slightly above zero (UMAP would take it as the
+    # nearest neighbour's); scanpy zeroes the diagonal in place, in the very array its weights read
+    distances[indices == np.arange(len(coordinates))[:, None]] = 0
     return distances[:, :k], indices[:, :k]
 
 
