@@ -104,6 +104,7 @@ def test_graphs_below_the_exact_limit_need_no_umap():
         "x = np.random.default_rng(0).normal(size=(500, 8)).astype(np.float32)\n"
         "expression_graph(x); knn_connectivities(x)\n"
         "cluster_centers(x, 4, resolution=1.0, random_state=0, init='auto')\n"
+        "cluster_centers(x, None, resolution=1.0, random_state=0)\n"  # Leiden's start, without K
         "print(sorted(m for m in ('umap', 'pynndescent') if m in sys.modules))\n"
     )
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)

@@ -1,13 +1,22 @@
+import anndata as ad
 import igraph as ig
 import numpy as np
+import pandas as pd
 import pytest
+import scanpy as sc
 import scipy.sparse as sp
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
-from atlasclust.data import knn_connectivities
+from atlasclust.data import knn_connectivities, neighbor_connectivities
 from atlasclust.train import _assign
-from atlasclust.train._assign import AUTO_RESOLUTION, _knn_graph, cluster_centers, merged_kmeans_labels, modularity
+from atlasclust.train._assign import (
+    AUTO_RESOLUTION,
+    cluster_centers,
+    leiden_on_embedding,
+    merged_kmeans_labels,
+    modularity,
+)
 
 
 def _one_large_and_three_small_groups():
@@ -61,7 +70,7 @@ def test_modularity_resolution_sets_how_much_a_large_cluster_is_penalised():
     # Newman's modularity (resolution 1) prefers k-means' cut of the large group to the merged groups, which
     # keep it whole; edge weight alone (resolution 0) prefers the merged groups: the reason "auto" uses less than 1
     points, _ = _one_large_and_three_small_groups()
-    graph = _knn_graph(points, random_state=0).obsp["connectivities"]
+    graph = neighbor_connectivities(points)
     plain = KMeans(4, n_init=10, random_state=0).fit_predict(points)
     merged = merged_kmeans_labels(points, 4, random_state=0)
     assert modularity(graph, plain) > modularity(graph, merged)
@@ -115,3 +124,14 @@ def test_kmeans_start_is_plain_kmeans():
     centres, start = cluster_centers(points, 4, resolution=1.0, random_state=0, init="kmeans")
     assert start == {"start": "kmeans"}
     np.testing.assert_array_equal(centres, KMeans(4, n_init=10, random_state=0).fit(points).cluster_centers_)
+
+
+def test_leiden_on_embedding_is_scanpys_leiden_on_scanpys_graph():
+    rng = np.random.default_rng(0)
+    points = np.vstack([rng.normal(centre, 1.0, size=(120, 6)) for centre in (0.0, 2.0, 4.0)]).astype(np.float32)
+    embedded = ad.AnnData(obs=pd.DataFrame(index=np.arange(len(points)).astype(str)), obsm={"X_latent": points})
+    sc.pp.neighbors(embedded, n_neighbors=15, use_rep="X_latent", random_state=0)
+    sc.tl.leiden(embedded, resolution=0.5, flavor="igraph", n_iterations=2, random_state=0)
+    ours = leiden_on_embedding(points, resolution=0.5, random_state=0)
+    assert adjusted_rand_score(embedded.obs["leiden"].cat.codes, ours) == 1.0
+    assert len(np.unique(ours)) > 1

@@ -143,15 +143,15 @@ def test_cli_killed_during_training_resumes_to_the_uninterrupted_result(tmp_path
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    try:  # kill it once a few epochs are saved
-        deadline = time.monotonic() + 120
-        while not (checkpoints / "pretrain" / "last.ckpt").exists() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        time.sleep(1)
-        assert process.poll() is None, "the run ended before it could be killed"
+    try:  # kill it once the clustering phase has saved an epoch: both phases' resume paths then run
+        deadline = time.monotonic() + 180
+        while not (checkpoints / "cluster" / "last.ckpt").exists() and time.monotonic() < deadline:
+            assert process.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.02)
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
+    assert (checkpoints / "cluster" / "last.ckpt").exists(), "no clustering epoch was saved in 180 s"
     assert not (tmp_path / "out.h5ad").exists()
 
     subprocess.run([*command, "-o", str(tmp_path / "out.h5ad"), "--checkpoint-dir", str(checkpoints)], check=True)

@@ -32,6 +32,7 @@ from ._graphs import (
     gene_graph,
     knn_connectivities,
     mutual_neighbors,
+    neighbor_connectivities,
     spatial_graph,
     spatial_majority_vote,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "loader_chunks",
     "log_normalized_moments",
     "mutual_neighbors",
+    "neighbor_connectivities",
     "planned_gene_count",
     "poisson_deviance",
     "projected_log_features",

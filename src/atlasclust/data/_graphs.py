@@ -36,20 +36,36 @@ def expression_graph(
 ) -> sp.csr_matrix:
     """Binary kNN graph of cells from ``coordinates`` (e.g. PCA), as :func:`scanpy.pp.neighbors` builds it.
 
-    scanpy's connectivities (UMAP fuzzy union) are binarised: any weight above zero is an edge.
-    Where scanpy searches neighbours exactly (:data:`EXACT_KNN_MAX_CELLS`), the same graph comes
-    from :func:`knn_connectivities`; above, from :func:`scanpy.pp.neighbors` (pynndescent).
-    ``metric`` is any of scikit-learn's and scanpy's.
+    scanpy's connectivities (:func:`neighbor_connectivities`) are binarised: any weight above zero
+    is an edge. ``metric`` is any of scikit-learn's and scanpy's.
+    """
+    return binary_symmetric(
+        neighbor_connectivities(coordinates, n_neighbors=n_neighbors, metric=metric, random_state=random_state)
+    )
+
+
+def neighbor_connectivities(
+    coordinates: np.ndarray, *, n_neighbors: int = 15, metric: str = "euclidean", random_state: int = 0
+) -> sp.csr_matrix:
+    """The weighted kNN graph of ``coordinates`` that :func:`scanpy.pp.neighbors` builds (its ``connectivities``).
+
+    Where scanpy searches neighbours exactly (:data:`EXACT_KNN_MAX_CELLS`), the same weights come
+    from :func:`knn_connectivities`, without UMAP's compiling in every new process; above, from
+    :func:`scanpy.pp.neighbors` itself (pynndescent).
     """
     n_obs = len(coordinates)
     if n_obs < (EXACT_KNN_MAX_CELLS if metric == "euclidean" else EXACT_KNN_MAX_CELLS // 2):
-        # scanpy's own exact search and weights, without UMAP's compiling in every new process
-        return binary_symmetric(knn_connectivities(coordinates, n_neighbors=n_neighbors, metric=metric))
+        return knn_connectivities(coordinates, n_neighbors=n_neighbors, metric=metric)
     holder = ad.AnnData(obs=pd.DataFrame(index=np.arange(n_obs).astype(str)), obsm={"X_coords": coordinates})
-    sc.pp.neighbors(
-        holder, n_neighbors=min(n_neighbors, n_obs - 1), use_rep="X_coords", metric=metric, random_state=random_state
-    )
-    return binary_symmetric(holder.obsp["connectivities"])
+    with sc.settings.verbosity.override("warning"):  # an internal step: scanpy's "computing neighbors" would mislead
+        sc.pp.neighbors(
+            holder,
+            n_neighbors=min(n_neighbors, n_obs - 1),
+            use_rep="X_coords",
+            metric=metric,
+            random_state=random_state,
+        )
+    return sp.csr_matrix(holder.obsp["connectivities"])
 
 
 #: Cells below which scanpy's ``pp.neighbors`` searches neighbours exactly (scikit-learn's brute force)

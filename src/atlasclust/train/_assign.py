@@ -9,7 +9,7 @@ import scanpy as sc
 import scipy.sparse as sp
 from sklearn.cluster import AgglomerativeClustering, KMeans
 
-from atlasclust.data import knn_connectivities, sample_rows
+from atlasclust.data import knn_connectivities, neighbor_connectivities, sample_rows
 
 #: Resolution of the modularity that ``"auto"`` compares. At 1 (Newman's), modularity shares
 #: k-means' taste for clusters of equal size and keeps k-means where it cut Baron's beta cells
@@ -25,25 +25,21 @@ AUTO_RESOLUTION = 0.25
 AUTO_MAX_CELLS = 50_000
 
 
-def _knn_graph(latent: np.ndarray, *, random_state: int, n_neighbors: int = 15) -> ad.AnnData:
-    """An AnnData holding only scanpy's kNN graph (``obsp["connectivities"]``) of the rows of ``latent``."""
-    embedded = ad.AnnData(obs=pd.DataFrame(index=np.arange(len(latent)).astype(str)), obsm={"X_latent": latent})
-    with sc.settings.verbosity.override("warning"):  # an internal step: scanpy's "computing neighbors" would mislead
-        sc.pp.neighbors(
-            embedded,
-            n_neighbors=min(n_neighbors, len(latent) - 1),
-            use_rep="X_latent",
-            random_state=random_state,
-        )
-    return embedded
-
-
 def leiden_on_embedding(
     latent: np.ndarray, *, resolution: float, random_state: int, n_neighbors: int = 15
 ) -> np.ndarray:
-    """Leiden clusters (integer codes) of a kNN graph of ``latent``, through scanpy."""
-    embedded = _knn_graph(latent, random_state=random_state, n_neighbors=n_neighbors)
-    sc.tl.leiden(embedded, resolution=resolution, flavor="igraph", n_iterations=2, random_state=random_state)
+    """Leiden clusters (integer codes) of scanpy's kNN graph of ``latent``, through scanpy."""
+    graph = neighbor_connectivities(latent, n_neighbors=n_neighbors, random_state=random_state)
+    embedded = ad.AnnData(obs=pd.DataFrame(index=np.arange(len(latent)).astype(str)))
+    sc.tl.leiden(
+        embedded,
+        resolution=resolution,
+        adjacency=graph,
+        flavor="igraph",
+        n_iterations=2,
+        directed=False,
+        random_state=random_state,
+    )
     return embedded.obs["leiden"].cat.codes.to_numpy()
 
 
