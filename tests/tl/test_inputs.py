@@ -165,6 +165,10 @@ def test_genes_without_counts_are_left_out_and_the_model_reloads(counts, method,
     adata, model = getattr(ac.tl, method)(counts, 4, copy=True, return_model=True, **options)
     assert len(adata.uns[method]["genes"]) == 198
     assert not {counts.var_names[4], counts.var_names[9]} & set(adata.uns[method]["genes"])
+    # the module trained is the one built at the narrower width, with the input transform learnt (scRCL's
+    # principal axes were once set on the module it replaced, and its embedding collapsed to two points)
+    assert len(np.unique(adata.obsm[f"X_{method}"], axis=0)) == counts.n_obs
+    assert adata.obs[method].nunique() == 4
     model.save(tmp_path / "model")
     loaded = type(model).load(tmp_path / "model", counts)
     np.testing.assert_array_equal(loaded.predict(), model.predict())

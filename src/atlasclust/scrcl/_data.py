@@ -56,9 +56,10 @@ class SCRCLDataMixin:
     # ------------------------------------------------------------------------------------ data
     def _fit_input_transform(self, random_state: int) -> None:
         """Validate the counts, choose genes, learn the scaling, the principal axes and the gene graph."""
-        module = self.module
         codes = self._batch_codes(self.adata)
         matrix, statistics, gene_index, moments = self._learn_input_transform(codes)
+        # only now: where genes without counts narrow the input, choosing genes builds the module anew
+        module = self.module
         median = statistics.median_library_size
         std = moments.std
         n_obs = matrix.shape[0]
