@@ -126,7 +126,8 @@ class ClusteringModel(UnsupervisedTrainingMixin, BaseModelClass):
         gene means too. ``counts`` are the cells trained on when they are not the registered
         AnnData's (an annbatch collection's). Returns the counts, their
         :class:`~atlasclust.data.CountStatistics`, the chosen genes and their moments, for what a
-        model derives further.
+        model derives further. Choosing the genes may build ``self.module`` anew (see
+        :meth:`_choose_genes`): read ``self.module`` only after this call.
         """
         layer = self.registry_["setup_args"]["layer"]
         if counts is None:
