@@ -71,8 +71,6 @@ ORACLES = {
     "bgformer_oracle": ("bgformer_kmeans", "bgformer_merged"),
     "scrcl_oracle": ("scrcl", "scrcl_merged"),
 }
-#: BGFormer columns run before its deviance gene ranking and not rerun (the tables say so); empty it when rerun.
-SEURAT_GENE_RUNS = ("bgformer_noK",)
 #: Runs of the label-free choice between each oracle's two starts.
 CHOOSERS = {"bgformer_oracle": "bgformer", "scrcl_oracle": "scrcl_auto"}
 #: Table order: each oracle right after the last of its starts and its chooser.
@@ -242,9 +240,10 @@ def write_tables(rows: list[dict], seeds: int) -> str:
         "record each cell's batch (an obs column `batch`, `donor` or `sample`; among the shared data only Baron's "
         "`donor`), `bgformer_batch` and `scrcl_batch`, BGFormer and scRCL with `batch_key` set to it, beside "
         "`scvi_batch_leiden_trueK`, scVI with the same `batch_key`; each run in its own "
-        "process. Cells: mean ± sd over seeds. Peak memory is the run's max RSS (whole process).",
+        "process. Cells: mean ± sd over seeds. Peak memory is the run's max RSS (whole process). Columns ran on "
+        "different days and machines (2 cores each); across CPUs the same seed can differ by a few hundredths "
+        "(the Accuracy page).",
         "",
-        *_stale_note(methods),
         "Baselines (as in `../shared/data/baselines.md`): `kmeans_pca`, k-means on 50 PCs of the scaled 2000 HVGs; "
         "`leiden_res1` and `leiden_trueK`, Leiden on their kNN graph at resolution 1 and at the resolution that "
         "gives K; `scvi_leiden_trueK`, scVI (50 epochs on the HVG counts) latent + Leiden at K; "
@@ -330,19 +329,6 @@ def _cluster_count_table(rows: list[dict], datasets: list[str]) -> list[str]:
             cells.append(mean_sd(values, 1) if values else "—")
         lines.append(f"| {dataset} | {true_k} | " + " | ".join(cells) + " |")
     return [*lines, ""]
-
-
-def _stale_note(methods: list[str]) -> list[str]:
-    """A paragraph naming the shown columns that ran before BGFormer's gene ranking changed, if any."""
-    stale = ", ".join(f"`{m}`" for m in SEURAT_GENE_RUNS if m in methods)
-    text = (
-        f"Since this version BGFormer ranks genes by the Poisson deviance of their counts; {stale} ran before, on "
-        "the 2000 most variable genes by Seurat's dispersion, and was not rerun. `bgformer_kmeans` and "
-        "`bgformer_merged` (so `bgformer_oracle` and the start table) were rerun with the deviance genes on seeds 0 "
-        "to 2 of the nine datasets whose genes changed (n=3 there); mouse bladder, PBMC 10x and the slice 151510 read "
-        "the same genes either way and keep their five seeds."
-    )
-    return [text, ""] if stale else []
 
 
 def main() -> None:
