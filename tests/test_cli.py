@@ -181,12 +181,13 @@ def test_scrcl_command_on_spatial_spots(tmp_path, capsys):
     arguments = ["scrcl", str(source), "-o", str(out), "--n-clusters", "3", "--spatial-key", "spatial"]
     options = ["--smooth-labels", "6", "--max-epochs", "20", "--representation", "refined", "--quiet"]
     options += ["--library-key", "slice", "--mnn-neighbors", "0"]
-    options += ["--input-features", "counts", "--graph-normalization", "mean"]
+    options += ["--input-features", "counts", "--graph-normalization", "mean", "--input-center", "mean"]
     assert main([*arguments, *options]) == 0
     result = ad.read_h5ad(out)
     assert result.obs["scrcl"].nunique() == 3 and "scrcl_connectivities" in result.obsp
     assert result.uns["scrcl"]["params"]["representation"] == "refined"
     assert result.uns["scrcl"]["params"]["input_features"] == "counts"
+    assert result.uns["scrcl"]["params"]["input_center"] == "mean"
     assert result.uns["scrcl"]["params"]["graph_normalization_used"] == "mean"
     assert result.uns["scrcl"]["params"]["metric"] == "euclidean"
     assert result.uns["scrcl"]["params"]["library_key"] == "slice"

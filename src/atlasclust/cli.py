@@ -23,6 +23,7 @@ from atlasclust._constants import (
     DEFAULT_N_TOP_GENES,
     GRAPH_NORMALIZATION_CHOICES,
     HIGHLY_VARIABLE_IF_PRESENT,
+    INPUT_CENTERS,
     INPUT_FEATURES,
     REPRESENTATIONS,
     SCRCL_CENTER_INIT,
@@ -143,6 +144,7 @@ def run_method(args: argparse.Namespace) -> int:
             "smooth_labels": args.smooth_labels,
             "representation": args.representation,
             "input_features": args.input_features,
+            "input_center": args.input_center,
             "graph_normalization": args.graph_normalization,
             "metric": args.metric,
         }
@@ -323,6 +325,12 @@ def build_parser() -> argparse.ArgumentParser:
                 default="auto",
                 help="what the views read: principal components, centred scaled log expression, uncentred, or raw "
                 "counts; auto (default) takes components without --spatial-key and centred expression with it",
+            )
+            method.add_argument(
+                "--input-center",
+                choices=INPUT_CENTERS,
+                default="balanced",
+                help="origin of the component input: the median of k-means centres (default) or the mean cell",
             )
             method.add_argument(
                 "--metric", default="euclidean", help="distance of the expression graph, e.g. cosine (the reference's)"

@@ -6,6 +6,7 @@ import scanpy as sc
 import torch
 from helpers import SCRCL_TRAIN as TRAIN
 from helpers import small_scrcl as _model
+from sklearn.cluster import KMeans
 
 import atlasclust as ac
 from atlasclust.data import scaled_log_features, training_view
@@ -82,9 +83,10 @@ def test_pca_input_feeds_the_principal_components_the_graph_is_built_on(counts, 
     expected = centred @ axes[:3].T
     data = model._graph_data_for(None)
     assert data.mlp_features.shape == (500, 20)
+    components = data.mlp_features + model.module.input_center.numpy()  # the origin moved (input_center)
     # the three components that separate the four groups agree up to their sign (the later ones
     # are noise of nearly equal variance, whose order a randomised solver may change)
-    np.testing.assert_allclose(np.abs(data.mlp_features[:, :3]), np.abs(expected), atol=1e-2 * np.abs(expected).max())
+    np.testing.assert_allclose(np.abs(components[:, :3]), np.abs(expected), atol=1e-2 * np.abs(expected).max())
     # new cells are projected on the training axes
     _check_graph_and_new_cells(model, train, held_back, tmp_path, n_descriptors=20)
 
@@ -125,7 +127,7 @@ def test_pca_input_of_large_data_never_forms_the_cells_by_genes_matrix(counts, m
     assert len(scans) == 1  # one validating pass over the counts, reused for the projection
     data = model._graph_data_for(None)
     assert data.mlp_features.shape == (600, 20)
-    dense = model._components(counts, original_log_features(model, counts))
+    dense = model._components(counts, original_log_features(model, counts)) - model.module.input_center.numpy()
     np.testing.assert_allclose(data.mlp_features, dense, rtol=1e-4, atol=1e-4)
     assert ac.metrics.evaluate(counts.obs["cell_type"], model.predict())["ARI"] > 0.8
 
@@ -140,6 +142,51 @@ def original_log_features(model, adata):
         target_sum=float(model.module.median_library_size),
         std=model.module.gene_std.numpy(),
     )
+
+
+def _dominant_type(counts):
+    """``counts`` with one type kept whole and 15 cells of each other: about 77 % of the cells are one type."""
+    types = counts.obs["cell_type"].to_numpy()
+    keep = np.concatenate([np.flatnonzero(types == t)[: None if t == types[0] else 15] for t in np.unique(types)])
+    return counts[np.sort(keep)].copy()
+
+
+def test_balanced_input_center_moves_the_origin_out_of_the_largest_type(counts):
+    adata = _dominant_type(counts)
+    largest = (adata.obs["cell_type"] == adata.obs["cell_type"].iloc[0]).to_numpy()
+    assert largest.mean() > 0.7
+    inputs = {}
+    for center in ("balanced", "mean"):
+        model = _model(adata, n_descriptors=20, input_center=center)
+        model._fit_input_transform(0)
+        inputs[center] = (model, model._graph_data_for(None).mlp_features)
+    mean_model, mean_input = inputs["mean"]
+    balanced_model, balanced_input = inputs["balanced"]
+    assert not mean_model.module.input_center.any()  # "mean": the components as they are
+    # the origin is the coordinate-wise median of the centres of k-means at n_refined (4) clusters
+    components = mean_input.astype(np.float64)
+    centers = KMeans(n_clusters=4, n_init=10, random_state=0).fit(components).cluster_centers_
+    np.testing.assert_allclose(balanced_model.module.input_center.numpy(), np.median(centers, axis=0), atol=1e-4)
+    np.testing.assert_allclose(balanced_input, components - np.median(centers, axis=0), atol=1e-4)
+
+    def origin_depth(features):
+        """Distance from the origin to the largest type's centre, in units of that type's spread."""
+        group = features[largest]
+        spread = np.sqrt(((group - group.mean(axis=0)) ** 2).sum(axis=1).mean())
+        return np.linalg.norm(group.mean(axis=0)) / spread
+
+    # at the mean cell the origin lies near the largest type's centre; the balanced origin at its edge
+    # (0.18 and 0.83 of its spread over all 20 components, most of them noise)
+    assert origin_depth(mean_input) < 0.3
+    assert origin_depth(balanced_input) > 0.6
+
+
+def test_input_center_applies_to_the_components_only(counts):
+    model = _model(counts, input_features="scaled")
+    model._fit_input_transform(0)
+    assert not model.module.input_center.any()
+    with pytest.raises(ValueError, match="input_center"):
+        _model(counts, input_center="median")
 
 
 def test_input_features_auto_reads_expression_with_spot_coordinates():

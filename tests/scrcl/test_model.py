@@ -82,14 +82,36 @@ def test_models_saved_without_gene_means_still_load(counts, tmp_path):
     # models saved before input_features="scaled" existed read uncentred features
     model = _model(counts, input_features="log")
     model.train(**TRAIN)
-    model.save(tmp_path / "model")
     # a checkpoint from before input_features="scaled" has no gene_mean buffer
+    loaded = _reloaded_without(model, "gene_mean", counts, tmp_path)
+    np.testing.assert_array_equal(loaded.predict(), model.predict())
+
+
+def _reloaded_without(model, buffer: str, adata, tmp_path):
+    """``model`` saved, its ``buffer`` deleted from the checkpoint (as older versions wrote it), and loaded."""
+    model.save(tmp_path / "model", overwrite=True)
     path = tmp_path / "model" / "model.pt"
     saved = torch.load(path, weights_only=False)
-    del saved["model_state_dict"]["gene_mean"]
+    del saved["model_state_dict"][buffer]
     torch.save(saved, path)
-    loaded = SCRCL.load(tmp_path / "model", counts)
+    return SCRCL.load(tmp_path / "model", adata)
+
+
+def test_models_saved_without_input_center_still_load(counts, tmp_path):
+    # models saved before input_center="balanced" read the components as they are
+    model = _model(counts, input_center="mean")
+    model.train(**TRAIN)
+    loaded = _reloaded_without(model, "input_center", counts, tmp_path)
+    assert not loaded.module.input_center.any()
     np.testing.assert_array_equal(loaded.predict(), model.predict())
+    # a model saved with the balanced origin keeps it for new cells
+    balanced = _model(counts)
+    balanced.train(**TRAIN)
+    assert balanced.module.input_center.abs().sum() > 0
+    balanced.save(tmp_path / "balanced")
+    reloaded = SCRCL.load(tmp_path / "balanced", counts)
+    torch.testing.assert_close(reloaded.module.input_center, balanced.module.input_center)
+    np.testing.assert_array_equal(reloaded.predict(), balanced.predict())
 
 
 def test_load_refuses_other_genes(counts, tmp_path):

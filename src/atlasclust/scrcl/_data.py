@@ -7,6 +7,7 @@ import logging
 import anndata as ad
 import numpy as np
 import torch
+from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
 from atlasclust.data import (
@@ -36,6 +37,12 @@ logger = logging.getLogger(__name__)
 
 class SCRCLDataMixin:
     """scRCL's data: the input transform, principal axes, gene graph, cell graph and graph mini-batches."""
+
+    def _balanced_center(self, components: np.ndarray, *, random_state: int) -> np.ndarray:
+        """The coordinate-wise median of the centres of k-means at ``n_refined`` clusters (see ``input_center``)."""
+        n_clusters = min(self._module_options["n_refined"], len(components))
+        kmeans = KMeans(n_clusters=n_clusters, n_init=10, random_state=random_state).fit(components)
+        return np.median(kmeans.cluster_centers_, axis=0).astype(np.float32)
 
     def _batch_shift(self) -> np.ndarray | None:
         """Each batch's gene means in the units of the scaled log features (``batches x genes``), if any."""
@@ -76,6 +83,10 @@ class SCRCLDataMixin:
         module.pca_components = torch.as_tensor(pca.components_, dtype=torch.float32)
         # each gene described by its loadings on the principal axes, scaled by the axes' spread
         descriptors = (pca.components_ * np.sqrt(pca.explained_variance_)[:, None]).T.astype(np.float32)
+        if self.input_features == "pca" and self.input_center == "balanced":
+            module.input_center = torch.as_tensor(
+                self._balanced_center(pca.transform(features), random_state=random_state)
+            )
         # messages flow from a gene to the genes it lists as neighbours, as in the reference (PyG)
         propagation = gcn_normalize(gene_graph(descriptors, n_neighbors=self.n_gene_neighbors).T).tocoo()
         module.set_gene_graph(
@@ -179,7 +190,7 @@ class SCRCLDataMixin:
             components = self._components(adata, log_features, statistics)
         graph = self.cell_graph(adata, components)
         if self.input_features == "pca":
-            features = components
+            features = np.subtract(components, self.module.input_center.cpu().numpy(), out=components)
         elif self.input_features == "log":
             features = log_features
         elif self.input_features == "scaled":

@@ -11,6 +11,7 @@ from atlasclust._constants import (
     CENTER_INITS,
     DEFAULT_N_TOP_GENES,
     GRAPH_NORMALIZATION_CHOICES,
+    INPUT_CENTERS,
     INPUT_FEATURES,
     REPRESENTATIONS,
     SCRCL_CENTER_INIT,
@@ -129,6 +130,13 @@ class SCRCL(SCRCLDataMixin, SCRCLFitMixin, ClusteringModel):
         ``"auto"`` gives ``"pca"`` without spot coordinates and ``"scaled"`` with them
         (:data:`INPUT_FEATURES`, :doc:`/concepts`). The expression graph and the gene descriptors
         come from the same principal axes whatever the views read.
+    input_center
+        Origin of the principal-component input (``input_features="pca"``; the other inputs keep
+        the mean cell): ``"balanced"``, the coordinate-wise median of the centres of k-means at
+        ``n_refined`` clusters on the training cells' components, or ``"mean"``, the mean cell.
+        The views end in unit-length rows and so separate cells by their direction from this
+        origin: at the mean cell it lies inside the largest cell type, whose cells then point
+        every way and are split into several clusters (:data:`INPUT_CENTERS`, :doc:`/accuracy`).
     mnn_neighbors
         With ``library_key`` (slices, each with its own spatial graph): spots of two slices that are
         mutual nearest neighbours on the principal components, among this many per slice, are also
@@ -164,6 +172,7 @@ class SCRCL(SCRCLDataMixin, SCRCLFitMixin, ClusteringModel):
         representation: str = "views",
         center_init: str = SCRCL_CENTER_INIT,
         input_features: str = "auto",
+        input_center: str = "balanced",
         mnn_neighbors: int = MNN_NEIGHBORS,
         registry: dict | None = None,
     ):
@@ -179,6 +188,7 @@ class SCRCL(SCRCLDataMixin, SCRCLFitMixin, ClusteringModel):
         check_choice("representation", representation, REPRESENTATIONS)
         check_choice("center_init", center_init, CENTER_INITS)
         check_choice("input_features", input_features, INPUT_FEATURES)
+        check_choice("input_center", input_center, INPUT_CENTERS)
         check_choice("graph_normalization", graph_normalization, GRAPH_NORMALIZATION_CHOICES)
         if metric not in VALID_METRICS["brute"] or metric == "precomputed":
             msg = f"metric={metric!r} is not a distance scanpy.pp.neighbors knows; try 'euclidean' or 'cosine'."
@@ -214,6 +224,7 @@ class SCRCL(SCRCLDataMixin, SCRCLFitMixin, ClusteringModel):
             # resolved here, like graph_normalization, so the saved parameters keep it
             input_features = "scaled" if self._setup_args["spatial_key"] is not None else "pca"
         self.input_features = input_features
+        self.input_center = input_center
         n_batch = int(self.summary_stats.get("n_batch", 0))
         n_batch = n_batch if n_batch > 1 else 0
         if n_batch and input_features not in ("pca", "scaled"):
@@ -242,7 +253,8 @@ class SCRCL(SCRCLDataMixin, SCRCLFitMixin, ClusteringModel):
             f"scRCL with n_hidden={n_hidden}, n_refined={n_refined}, n_top_genes={n_top_genes}, "
             f"n_neighbors={n_neighbors}, metric={metric!r}, n_clusters={n_clusters}, smoothing={self.smoothing}, "
             f"graph_normalization={graph_normalization!r}, "
-            f"representation={representation!r}, input_features={self.input_features!r}"
+            f"representation={representation!r}, input_features={self.input_features!r}, "
+            f"input_center={input_center!r}"
         )
         self.init_params_ = self._get_init_params(locals())
 

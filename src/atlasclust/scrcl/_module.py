@@ -79,6 +79,8 @@ class SCRCLModule(CountInputBuffers, BaseModuleClass):
         self.register_input_buffers(n_input, n_batch)
         self.register_buffer("pca_mean", torch.zeros(n_input))
         self.register_buffer("pca_components", torch.zeros(n_descriptors, n_input))
+        # origin of the views' principal-component input, in component coordinates (zero: the mean cell)
+        self.register_buffer("input_center", torch.zeros(n_descriptors))
         # set after training: k-means or Leiden centres of the unit-normalised embedding (its
         # width depends on the representation clustered, so it is sized when set or loaded)
         self.register_buffer("cluster_centers", torch.zeros(0, 0))
@@ -96,6 +98,8 @@ class SCRCLModule(CountInputBuffers, BaseModuleClass):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # models saved before input_features="scaled" existed never read the gene means
         state_dict.setdefault(prefix + "gene_mean", torch.zeros_like(self.gene_mean))
+        # nor did those saved before input_center="balanced" move the components' origin
+        state_dict.setdefault(prefix + "input_center", torch.zeros_like(self.input_center))
         # sizes only known from the data: take the saved shapes
         for name in ("gene_edges", "gene_edge_weights", "cluster_centers"):
             if prefix + name in state_dict:
