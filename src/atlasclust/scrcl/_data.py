@@ -84,9 +84,9 @@ class SCRCLDataMixin:
         # each gene described by its loadings on the principal axes, scaled by the axes' spread
         descriptors = (pca.components_ * np.sqrt(pca.explained_variance_)[:, None]).T.astype(np.float32)
         if self.input_features == "pca" and self.input_center == "balanced":
-            module.input_center = torch.as_tensor(
-                self._balanced_center(pca.transform(features), random_state=random_state)
-            )
+            # projected chunk by chunk on the axes just set: no centred copy of the features
+            components = self._components(self.adata, features)
+            module.input_center = torch.as_tensor(self._balanced_center(components, random_state=random_state))
         # messages flow from a gene to the genes it lists as neighbours, as in the reference (PyG)
         propagation = gcn_normalize(gene_graph(descriptors, n_neighbors=self.n_gene_neighbors).T).tocoo()
         module.set_gene_graph(
