@@ -181,6 +181,27 @@ def test_balanced_input_center_moves_the_origin_out_of_the_largest_type(counts):
     assert origin_depth(balanced_input) > 0.6
 
 
+@pytest.mark.parametrize(("fit_max_cells", "projected"), [(50_000, [600]), (250, [250, 600])])
+def test_the_origin_and_the_views_share_one_projection_of_the_cells(counts, monkeypatch, fit_max_cells, projected):
+    # when every cell is in the sample the axes come from, the components found for the origin
+    # are the views' input; above it the sample and then all cells are projected once each
+    monkeypatch.setattr(scrcl_data, "PCA_FIT_MAX_CELLS", fit_max_cells)
+    model = _model(counts, n_descriptors=20)
+    rows = []
+    original = type(model)._components
+
+    def recording(self, adata, *args, **kwargs):
+        result = original(self, adata, *args, **kwargs)
+        rows.append(len(result))
+        return result
+
+    monkeypatch.setattr(type(model), "_components", recording)
+    model._fit_input_transform(0)
+    assert rows == projected
+    dense = original(model, counts, original_log_features(model, counts)) - model.module.input_center.numpy()
+    np.testing.assert_allclose(model._graph_data_for(None).mlp_features, dense, rtol=1e-4, atol=1e-4)
+
+
 def test_input_center_applies_to_the_components_only(counts):
     model = _model(counts, input_features="scaled")
     model._fit_input_transform(0)

@@ -83,6 +83,7 @@ class SCRCLDataMixin:
         module.pca_components = torch.as_tensor(pca.components_, dtype=torch.float32)
         # each gene described by its loadings on the principal axes, scaled by the axes' spread
         descriptors = (pca.components_ * np.sqrt(pca.explained_variance_)[:, None]).T.astype(np.float32)
+        components = None
         if self.input_features == "pca" and self.input_center == "balanced":
             # projected chunk by chunk on the axes just set: no centred copy of the features
             components = self._components(self.adata, features)
@@ -95,8 +96,13 @@ class SCRCLDataMixin:
             torch.as_tensor(propagation.data, dtype=torch.float32),
         )
         # the counts were validated and scanned above: the graph data reuse that pass (and the features)
+        # (and, when every cell was projected for the origin, those components)
+        every_cell = fit_rows is None
         self._graph_data[id(self.adata)] = self._build_graph_data(
-            self.adata, features if fit_rows is None else None, statistics=statistics
+            self.adata,
+            features if every_cell else None,
+            statistics=statistics,
+            components=components if every_cell else None,
         )
 
     def _read_counts(self, adata: ad.AnnData, statistics: CountStatistics | None = None) -> tuple:
@@ -175,17 +181,18 @@ class SCRCLDataMixin:
         log_features: np.ndarray | None = None,
         *,
         statistics: CountStatistics | None = None,
+        components: np.ndarray | None = None,
     ) -> CellGraphData:
         """The cell graph and the views' input of ``adata``.
 
-        ``log_features`` and the counts' ``statistics`` are reused when already computed.
+        ``log_features``, the counts' ``statistics`` and the cells' principal ``components`` are
+        reused when already computed (``components`` is then shifted in place).
         """
         setup = self._setup_args
         expression_graph_needed = setup["spatial_key"] is None and setup["graph_key"] is None
         if log_features is None and self.input_features in ("scaled", "log"):
             log_features = self._log_features(adata, statistics)  # validates the counts on the way
-        components = None
-        if self.input_features == "pca" or expression_graph_needed or self._links_slices():
+        if components is None and (self.input_features == "pca" or expression_graph_needed or self._links_slices()):
             # from the chunks of counts when no log features were formed (validating them)
             components = self._components(adata, log_features, statistics)
         graph = self.cell_graph(adata, components)
