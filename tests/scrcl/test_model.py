@@ -87,12 +87,14 @@ def test_models_saved_without_gene_means_still_load(counts, tmp_path):
     np.testing.assert_array_equal(loaded.predict(), model.predict())
 
 
-def _reloaded_without(model, buffer: str, adata, tmp_path):
-    """``model`` saved, its ``buffer`` deleted from the checkpoint (as older versions wrote it), and loaded."""
+def _reloaded_without(model, buffer: str, adata, tmp_path, *, option: str | None = None):
+    """``model`` saved, its ``buffer`` (and constructor ``option``) deleted from the checkpoint, as older versions wrote it, and loaded."""
     model.save(tmp_path / "model", overwrite=True)
     path = tmp_path / "model" / "model.pt"
     saved = torch.load(path, weights_only=False)
     del saved["model_state_dict"][buffer]
+    if option is not None:
+        del saved["attr_dict"]["init_params_"]["non_kwargs"][option]
     torch.save(saved, path)
     return SCRCL.load(tmp_path / "model", adata)
 
@@ -101,9 +103,12 @@ def test_models_saved_without_input_center_still_load(counts, tmp_path):
     # models saved before input_center="balanced" read the components as they are
     model = _model(counts, input_center="mean")
     model.train(**TRAIN)
-    loaded = _reloaded_without(model, "input_center", counts, tmp_path)
+    loaded = _reloaded_without(model, "input_center", counts, tmp_path, option="input_center")
     assert not loaded.module.input_center.any()
     np.testing.assert_array_equal(loaded.predict(), model.predict())
+    # and says so, although the constructor's default filled the option in
+    assert loaded.input_center == "mean"
+    assert loaded.init_params_["non_kwargs"]["input_center"] == "mean"
     # a model saved with the balanced origin keeps it for new cells
     balanced = _model(counts)
     balanced.train(**TRAIN)

@@ -350,3 +350,7 @@ class SCRCL(SCRCLDataMixin, SCRCLFitMixin, ClusteringModel):
     # ------------------------------------------------------------------------------------ save / load
     def _after_load(self) -> None:
         self.is_prepared_ = True  # the input transform and the gene graph come with the weights
+        if self.input_features == "pca" and self.input_center == "balanced" and not self.module.input_center.any():
+            # saved before input_center existed (the default then filled in): its origin is the mean cell
+            self.input_center = "mean"
+            self.init_params_["non_kwargs"]["input_center"] = "mean"
