@@ -182,12 +182,14 @@ def test_scrcl_command_on_spatial_spots(tmp_path, capsys):
     options = ["--smooth-labels", "6", "--max-epochs", "20", "--representation", "refined", "--quiet"]
     options += ["--library-key", "slice", "--mnn-neighbors", "0"]
     options += ["--input-features", "counts", "--graph-normalization", "mean", "--input-center", "mean"]
+    options += ["--uniform-negatives"]
     assert main([*arguments, *options]) == 0
     result = ad.read_h5ad(out)
     assert result.obs["scrcl"].nunique() == 3 and "scrcl_connectivities" in result.obsp
     assert result.uns["scrcl"]["params"]["representation"] == "refined"
     assert result.uns["scrcl"]["params"]["input_features"] == "counts"
     assert result.uns["scrcl"]["params"]["input_center"] == "mean"
+    assert not result.uns["scrcl"]["params"]["balance_negatives"]
     assert result.uns["scrcl"]["params"]["graph_normalization_used"] == "mean"
     assert result.uns["scrcl"]["params"]["metric"] == "euclidean"
     assert result.uns["scrcl"]["params"]["library_key"] == "slice"

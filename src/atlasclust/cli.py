@@ -145,6 +145,7 @@ def run_method(args: argparse.Namespace) -> int:
             "representation": args.representation,
             "input_features": args.input_features,
             "input_center": args.input_center,
+            "balance_negatives": not args.uniform_negatives,
             "graph_normalization": args.graph_normalization,
             "metric": args.metric,
         }
@@ -331,6 +332,11 @@ def build_parser() -> argparse.ArgumentParser:
                 choices=INPUT_CENTERS,
                 default="balanced",
                 help="origin of the component input: the median of k-means centres (default) or the mean cell",
+            )
+            method.add_argument(
+                "--uniform-negatives",
+                action="store_true",
+                help="weigh every cell alike in the contrastive loss, not each k-means cluster of the components alike",
             )
             method.add_argument(
                 "--metric", default="euclidean", help="distance of the expression graph, e.g. cosine (the reference's)"

@@ -13,6 +13,7 @@ from atlasclust.data import scaled_log_features, training_view
 from atlasclust.data._graphs import expression_graph, gcn_normalize
 from atlasclust.models import SCRCL
 from atlasclust.scrcl import _data as scrcl_data
+from atlasclust.scrcl import _module as scrcl_module
 from atlasclust.train import _base as train_base
 
 
@@ -200,6 +201,39 @@ def test_the_origin_and_the_views_share_one_projection_of_the_cells(counts, monk
     assert rows == projected
     dense = original(model, counts, original_log_features(model, counts)) - model.module.input_center.numpy()
     np.testing.assert_allclose(model._graph_data_for(None).mlp_features, dense, rtol=1e-4, atol=1e-4)
+
+
+def test_each_cluster_of_the_components_weighs_alike_among_the_negatives(counts, monkeypatch):
+    adata = _dominant_type(counts)
+    model = _model(adata, n_descriptors=20, input_center="mean")
+    model._fit_input_transform(0)
+    data = model._graph_data_for(None)
+    # the same k-means as the balanced origin's: n_refined (4) clusters of the training components
+    labels = KMeans(n_clusters=4, n_init=10, random_state=0).fit_predict(data.mlp_features.astype(np.float64))
+    sizes = np.bincount(labels)
+    np.testing.assert_allclose(data.negative_weight, adata.n_obs / 4 / sizes[labels], rtol=1e-5)
+    assert data.negative_weight.mean() == pytest.approx(1.0)
+    np.testing.assert_allclose(np.bincount(labels, weights=data.negative_weight), adata.n_obs / 4, rtol=1e-5)
+    # the largest type weighs less per cell than the others
+    largest = (adata.obs["cell_type"] == adata.obs["cell_type"].iloc[0]).to_numpy()
+    assert data.negative_weight[largest].mean() < 0.5 * data.negative_weight[~largest].mean()
+    assert "negative_weight" in data.batch(np.arange(10), "cpu")
+    # the loss during training reads them
+    seen = []
+    original = scrcl_module.ndc_loss
+
+    def recording(*args, negative_weight=None, **kwargs):
+        seen.append(negative_weight is not None)
+        return original(*args, negative_weight=negative_weight, **kwargs)
+
+    monkeypatch.setattr(scrcl_module, "ndc_loss", recording)
+    model.train(**(TRAIN | {"max_epochs": 2}))
+    assert seen and all(seen)
+    for options in ({"balance_negatives": False}, {"input_features": "scaled"}):
+        other = _model(adata, n_descriptors=20, **options)
+        other._fit_input_transform(0)
+        assert other._graph_data_for(None).negative_weight is None
+        assert "negative_weight" not in other._graph_data_for(None).batch(np.arange(10), "cpu")
 
 
 def test_input_center_applies_to_the_components_only(counts):

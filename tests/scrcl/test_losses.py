@@ -7,14 +7,18 @@ import torch
 import torch.nn.functional as F
 
 from atlasclust.data._graphs import binary_symmetric
+from atlasclust.scrcl._data import balanced_weights
 from atlasclust.scrcl._graph_data import CellGraphData
 from atlasclust.scrcl._losses import cvc_loss, hea_loss, ndc_loss
 
 TEMPERATURE = 0.5
 
 
-def _dense_ndc(mlp, gcn, adjacency, temperature):
-    """The reference: two N x N KL matrices, neighbour means over N(i) and i, other-cell means."""
+def _dense_ndc(mlp, gcn, adjacency, temperature, weight=None):
+    """The reference: two N x N KL matrices, neighbour means over N(i) and i, other-cell means.
+
+    With ``weight``, the other-cell mean is weighted by each other cell's weight.
+    """
     log_p = F.log_softmax(mlp / temperature, dim=1)
     log_q = F.log_softmax(gcn / temperature, dim=1)
     p, q = log_p.exp(), log_q.exp()
@@ -24,7 +28,8 @@ def _dense_ndc(mlp, gcn, adjacency, temperature):
     n = len(mlp)
     eye = torch.eye(n, dtype=mlp.dtype)
     numerator = ((adjacency + eye) * kappa).sum(1) / (adjacency.sum(1) + 1)
-    denominator = ((1 - eye) * kappa).sum(1) / (n - 1)
+    others = (1 - eye) * (torch.ones(n, dtype=mlp.dtype) if weight is None else weight)[None, :]
+    denominator = (others * kappa).sum(1) / others.sum(1)
     return (numerator / denominator).mean()
 
 
@@ -120,3 +125,47 @@ def test_mini_batch_estimates_are_close_to_full_batch(random_problem):
             ndc_loss(mlp[nodes], gcn[seeds], batch["pairs"], batch["node_degree"], n_total=60, temperature=1.0)
         )
     assert float(torch.stack(estimates).mean()) == pytest.approx(float(full), rel=0.05)
+
+
+def test_weighted_ndc_weighs_the_other_cells(random_problem):
+    data, mlp, gcn, adjacency = random_problem
+    # the first 40 cells one large group, the last 20 another: each group weighs alike
+    data.negative_weight = balanced_weights(np.repeat([0, 1], [40, 20]))
+    np.testing.assert_allclose(data.negative_weight, np.repeat([0.75, 1.5], [40, 20]))
+    batch, order = _full_batch(data)
+    np.testing.assert_array_equal(batch["negative_weight"].numpy(), data.negative_weight[order])
+    weight = torch.as_tensor(data.negative_weight, dtype=torch.float64)
+
+    def fast(negative_weight):
+        return ndc_loss(
+            mlp[order],
+            gcn[order],
+            batch["pairs"],
+            batch["node_degree"],
+            n_total=data.n_cells,
+            temperature=TEMPERATURE,
+            negative_weight=negative_weight,
+        )
+
+    dense = _dense_ndc(mlp, gcn, adjacency, TEMPERATURE, weight)
+    assert torch.isclose(fast(batch["negative_weight"]), dense, rtol=1e-5)
+    assert not torch.isclose(dense, _dense_ndc(mlp, gcn, adjacency, TEMPERATURE), rtol=1e-3)
+    # weights all alike give the reference's loss
+    assert torch.isclose(fast(torch.ones(len(order), dtype=torch.float64)), fast(None), rtol=1e-6)
+    # and batches of seeds estimate the weighted loss as they estimate the plain one
+    estimates = []
+    for seeds in np.array_split(np.random.default_rng(5).permutation(60), 4):
+        seed_batch = _double(data.batch(seeds, "cpu"))
+        nodes = seed_batch["nodes"].numpy()
+        estimates.append(
+            ndc_loss(
+                mlp[nodes],
+                gcn[seeds],
+                seed_batch["pairs"],
+                seed_batch["node_degree"],
+                n_total=60,
+                temperature=TEMPERATURE,
+                negative_weight=seed_batch["negative_weight"],
+            )
+        )
+    assert float(torch.stack(estimates).mean()) == pytest.approx(float(dense), rel=0.05)

@@ -119,6 +119,22 @@ def test_models_saved_without_input_center_still_load(counts, tmp_path):
     np.testing.assert_array_equal(reloaded.predict(), balanced.predict())
 
 
+def test_the_contrastive_weights_come_back_with_a_saved_model(counts, tmp_path):
+    # a further fit of a loaded model weighs the cells as the first fit did
+    model = _model(counts)
+    model.train(**(TRAIN | {"max_epochs": 2}))
+    weights = model._graph_data_for(None).negative_weight
+    assert weights is not None and weights.std() > 0
+    model.save(tmp_path / "balanced")
+    loaded = SCRCL.load(tmp_path / "balanced", counts)
+    torch.testing.assert_close(loaded.module.negative_centers, model.module.negative_centers)
+    np.testing.assert_array_equal(loaded._graph_data_for(None).negative_weight, weights)
+    # models saved before the weights existed weigh every cell alike
+    older = _reloaded_without(model, "negative_centers", counts, tmp_path)
+    assert older._graph_data_for(None).negative_weight is None
+    np.testing.assert_array_equal(older.predict(), model.predict())
+
+
 def test_load_refuses_other_genes(counts, tmp_path):
     model = _model(counts)
     model.train(**(TRAIN | {"max_epochs": 2}))

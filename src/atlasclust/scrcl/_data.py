@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
+from sklearn.metrics import pairwise_distances_argmin
 
 from atlasclust.data import (
     CountStatistics,
@@ -35,14 +36,19 @@ from ._graph_data import CellGraphData
 logger = logging.getLogger(__name__)
 
 
+def balanced_weights(labels: np.ndarray) -> np.ndarray:
+    """Each cell's weight, ``1 /`` the size of its group, scaled to mean 1: every group weighs alike."""
+    sizes = np.bincount(labels)
+    return (len(labels) / np.count_nonzero(sizes) / sizes[labels]).astype(np.float32)
+
+
 class SCRCLDataMixin:
     """scRCL's data: the input transform, principal axes, gene graph, cell graph and graph mini-batches."""
 
-    def _balanced_center(self, components: np.ndarray, *, random_state: int) -> np.ndarray:
-        """The coordinate-wise median of the centres of k-means at ``n_refined`` clusters (see ``input_center``)."""
+    def _input_partition(self, components: np.ndarray, *, random_state: int) -> KMeans:
+        """k-means at ``n_refined`` clusters on the training components (``input_center``, ``balance_negatives``)."""
         n_clusters = min(self._module_options["n_refined"], len(components))
-        kmeans = KMeans(n_clusters=n_clusters, n_init=10, random_state=random_state).fit(components)
-        return np.median(kmeans.cluster_centers_, axis=0).astype(np.float32)
+        return KMeans(n_clusters=n_clusters, n_init=10, random_state=random_state).fit(components)
 
     def _batch_shift(self) -> np.ndarray | None:
         """Each batch's gene means in the units of the scaled log features (``batches x genes``), if any."""
@@ -83,11 +89,16 @@ class SCRCLDataMixin:
         module.pca_components = torch.as_tensor(pca.components_, dtype=torch.float32)
         # each gene described by its loadings on the principal axes, scaled by the axes' spread
         descriptors = (pca.components_ * np.sqrt(pca.explained_variance_)[:, None]).T.astype(np.float32)
-        components = None
-        if self.input_features == "pca" and self.input_center == "balanced":
+        components = partition = None
+        if self.input_features == "pca" and (self.input_center == "balanced" or self.balance_negatives):
             # projected chunk by chunk on the axes just set: no centred copy of the features
             components = self._components(self.adata, features)
-            module.input_center = torch.as_tensor(self._balanced_center(components, random_state=random_state))
+            partition = self._input_partition(components, random_state=random_state)
+            centers = partition.cluster_centers_.astype(np.float32)
+            if self.input_center == "balanced":
+                module.input_center = torch.as_tensor(np.median(centers, axis=0))
+            if self.balance_negatives:
+                module.negative_centers = torch.as_tensor(centers)
         # messages flow from a gene to the genes it lists as neighbours, as in the reference (PyG)
         propagation = gcn_normalize(gene_graph(descriptors, n_neighbors=self.n_gene_neighbors).T).tocoo()
         module.set_gene_graph(
@@ -183,7 +194,7 @@ class SCRCLDataMixin:
         statistics: CountStatistics | None = None,
         components: np.ndarray | None = None,
     ) -> CellGraphData:
-        """The cell graph and the views' input of ``adata``.
+        """The cell graph, the views' input of ``adata`` and its cells' weights in the contrastive loss.
 
         ``log_features``, the counts' ``statistics`` and the cells' principal ``components`` are
         reused when already computed (``components`` is then shifted in place).
@@ -196,6 +207,10 @@ class SCRCLDataMixin:
             # from the chunks of counts when no log features were formed (validating them)
             components = self._components(adata, log_features, statistics)
         graph = self.cell_graph(adata, components)
+        negative_weight = None
+        centers = self.module.negative_centers.cpu().numpy()
+        if self.input_features == "pca" and len(centers):  # balance_negatives: each cell by its nearest centre
+            negative_weight = balanced_weights(pairwise_distances_argmin(components, centers))
         if self.input_features == "pca":
             features = np.subtract(components, self.module.input_center.cpu().numpy(), out=components)
         elif self.input_features == "log":
@@ -213,7 +228,9 @@ class SCRCLDataMixin:
             if components is None and statistics is None:  # counts read for nothing else: validate them here
                 scan_counts(matrix, source=describe_source(setup["layer"]))
             features = selected_counts(matrix, self.module.gene_index.cpu().numpy())
-        return CellGraphData.build(graph, features, smoothing=self.smoothing, normalization=self.graph_normalization)
+        data = CellGraphData.build(graph, features, smoothing=self.smoothing, normalization=self.graph_normalization)
+        data.negative_weight = negative_weight
+        return data
 
     def _graph_data_for(self, adata: ad.AnnData | None) -> CellGraphData:
         """Graph data of ``adata`` (default: the training data), built once per AnnData."""

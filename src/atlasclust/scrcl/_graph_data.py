@@ -55,12 +55,16 @@ class CellGraphData:
         neighbourhood of its seeds for an exact two-layer GCN.
     propagation
         ``Â``, the normalised ``A + I`` (see :func:`~atlasclust.data.gcn_normalize`).
+    negative_weight
+        Each cell's weight among the other cells of the neighbourhood contrastive loss (mean 1),
+        or ``None``: all alike.
     """
 
     adjacency: sp.csr_matrix
     mlp_features: np.ndarray
     propagated_features: np.ndarray
     propagation: sp.csr_matrix
+    negative_weight: np.ndarray | None = None
     #: copies of the feature matrices on a device (see :meth:`keep_on`)
     on_device: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
@@ -128,9 +132,10 @@ class CellGraphData:
 
         Returns ``mlp_features`` and ``propagated_features`` of the nodes (seeds first, then the
         other neighbours), ``propagation`` (sparse ``seeds x nodes`` rows of Â), ``pairs`` (the
-        sparse binary ``nodes x seeds`` block of ``A + I``), ``node_degree`` and ``nodes`` (cell indices).
-        With ``embed_only`` (embedding cells, no loss), ``mlp_features`` holds the seeds' rows only
-        and ``pairs`` and ``node_degree`` are left out.
+        sparse binary ``nodes x seeds`` block of ``A + I``), ``node_degree``, ``nodes`` (cell indices)
+        and, if set, the seeds' ``negative_weight``. With ``embed_only`` (embedding cells, no loss),
+        ``mlp_features`` holds the seeds' rows only and ``pairs``, ``node_degree`` and
+        ``negative_weight`` are left out.
         """
         seeds = np.asarray(seeds, dtype=np.int64)
         rows = self.propagation[seeds]
@@ -158,6 +163,8 @@ class CellGraphData:
                 "pairs": sparse_tensor(pairs, device=device),
                 "node_degree": to_device(self.degree[nodes].astype(np.float32)),
             }
+            if self.negative_weight is not None:
+                out["negative_weight"] = to_device(self.negative_weight[seeds])
         return out
 
     def _rows(self, name: str, rows: np.ndarray, index: torch.Tensor, device: torch.device | str) -> torch.Tensor:

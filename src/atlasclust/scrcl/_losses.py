@@ -50,6 +50,7 @@ def ndc_loss(
     *,
     n_total: int,
     temperature: float,
+    negative_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Neighbourhood contrastive alignment (Eq. 4-5) from column aggregates and edge lists.
 
@@ -72,6 +73,11 @@ def ndc_loss(
         Number of cells in the whole graph.
     temperature
         Softmax temperature.
+    negative_weight
+        Weight of each seed in ``den_i``, the mean over other cells (mean about 1 over all cells);
+        ``None``: every cell alike, as the reference. Weights inversely proportional to a cell's
+        group size make each group push the others away alike, so that a large group is not
+        spread over more of the sphere than a small one.
     """
     n_seeds = len(gcn_seeds)
     log_p = F.log_softmax(mlp_nodes / temperature, dim=1)
@@ -79,21 +85,35 @@ def ndc_loss(
     p, q = log_p.exp(), log_q.exp()
     neg_entropy_p = (p * log_p).sum(dim=1)
     neg_entropy_q = (q * log_q).sum(dim=1)
-
-    # sum over all cells j of kappa_ij, from column aggregates of the GCN side (estimated from the seeds)
-    scale = n_total / n_seeds
-    row_sum = (
-        n_total * neg_entropy_p
-        + scale * neg_entropy_q.sum()
-        - p @ (scale * log_q.sum(dim=0))
-        - log_p @ (scale * q.sum(dim=0))
-    )
-    if n_seeds == n_total:
-        # full batch: nodes are the seeds, so kappa_ii is at hand and the mean excludes it exactly
+    # full batch: nodes are the seeds, so kappa_ii is at hand and the mean excludes it exactly
+    full_batch = n_seeds == n_total
+    if full_batch:
         self_kappa = neg_entropy_p + neg_entropy_q - (p * log_q).sum(dim=1) - (q * log_p).sum(dim=1)
-        denominator = (row_sum - self_kappa) / (n_total - 1)
+
+    if negative_weight is None:
+        # sum over all cells j of kappa_ij, from column aggregates of the GCN side (estimated from the seeds)
+        scale = n_total / n_seeds
+        row_sum = (
+            n_total * neg_entropy_p
+            + scale * neg_entropy_q.sum()
+            - p @ (scale * log_q.sum(dim=0))
+            - log_p @ (scale * q.sum(dim=0))
+        )
+        denominator = (row_sum - self_kappa) / (n_total - 1) if full_batch else row_sum / n_total
     else:
-        denominator = row_sum / n_total
+        # the same sums weighted; the seeds' weights stand for all cells' as the seeds do
+        weight = negative_weight
+        total_weight = weight.sum()
+        row_sum = (
+            total_weight * neg_entropy_p
+            + (weight * neg_entropy_q).sum()
+            - p @ (weight[:, None] * log_q).sum(dim=0)
+            - log_p @ (weight[:, None] * q).sum(dim=0)
+        )
+        if full_batch:
+            denominator = (row_sum - weight * self_kappa) / (total_weight - weight)
+        else:
+            denominator = row_sum / total_weight
 
     # sum over each node's paired seeds k of kappa_ik, expanded so that only sparse products appear
     n_pairs = sparse_matmul(pairs, torch.ones_like(neg_entropy_q)[:, None]).squeeze(1)

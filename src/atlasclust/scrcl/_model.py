@@ -137,6 +137,12 @@ class SCRCL(SCRCLDataMixin, SCRCLFitMixin, ClusteringModel):
         The views end in unit-length rows and so separate cells by their direction from this
         origin: at the mean cell it lies inside the largest cell type, whose cells then point
         every way and are split into several clusters (:data:`INPUT_CENTERS`, :doc:`/accuracy`).
+    balance_negatives
+        With the principal-component input, weigh each cell among the other cells of the
+        neighbourhood contrastive loss (the cells it is pushed away from) by ``1 /`` the size of its
+        cluster in the same k-means of the training components, so that each cluster pushes alike.
+        Weighed alike (``False``, and the other inputs), a type with half of the cells is spread
+        over about half of the sphere and k-means cuts it (:doc:`/accuracy`).
     mnn_neighbors
         With ``library_key`` (slices, each with its own spatial graph): spots of two slices that are
         mutual nearest neighbours on the principal components, among this many per slice, are also
@@ -173,6 +179,7 @@ class SCRCL(SCRCLDataMixin, SCRCLFitMixin, ClusteringModel):
         center_init: str = SCRCL_CENTER_INIT,
         input_features: str = "auto",
         input_center: str = "balanced",
+        balance_negatives: bool = True,
         mnn_neighbors: int = MNN_NEIGHBORS,
         registry: dict | None = None,
     ):
@@ -225,6 +232,7 @@ class SCRCL(SCRCLDataMixin, SCRCLFitMixin, ClusteringModel):
             input_features = "scaled" if self._setup_args["spatial_key"] is not None else "pca"
         self.input_features = input_features
         self.input_center = input_center
+        self.balance_negatives = bool(balance_negatives)
         n_batch = int(self.summary_stats.get("n_batch", 0))
         n_batch = n_batch if n_batch > 1 else 0
         if n_batch and input_features not in ("pca", "scaled"):
@@ -254,7 +262,7 @@ class SCRCL(SCRCLDataMixin, SCRCLFitMixin, ClusteringModel):
             f"n_neighbors={n_neighbors}, metric={metric!r}, n_clusters={n_clusters}, smoothing={self.smoothing}, "
             f"graph_normalization={graph_normalization!r}, "
             f"representation={representation!r}, input_features={self.input_features!r}, "
-            f"input_center={input_center!r}"
+            f"input_center={input_center!r}, balance_negatives={self.balance_negatives}"
         )
         self.init_params_ = self._get_init_params(locals())
 

@@ -81,6 +81,8 @@ class SCRCLModule(CountInputBuffers, BaseModuleClass):
         self.register_buffer("pca_components", torch.zeros(n_descriptors, n_input))
         # origin of the views' principal-component input, in component coordinates (zero: the mean cell)
         self.register_buffer("input_center", torch.zeros(n_descriptors))
+        # centres of the k-means whose clusters weigh alike in the contrastive loss (none: cells alike)
+        self.register_buffer("negative_centers", torch.zeros(0, n_descriptors))
         # set after training: k-means or Leiden centres of the unit-normalised embedding (its
         # width depends on the representation clustered, so it is sized when set or loaded)
         self.register_buffer("cluster_centers", torch.zeros(0, 0))
@@ -100,8 +102,10 @@ class SCRCLModule(CountInputBuffers, BaseModuleClass):
         state_dict.setdefault(prefix + "gene_mean", torch.zeros_like(self.gene_mean))
         # nor did those saved before input_center="balanced" move the components' origin
         state_dict.setdefault(prefix + "input_center", torch.zeros_like(self.input_center))
+        # nor weigh the cells of the contrastive loss
+        state_dict.setdefault(prefix + "negative_centers", self.negative_centers[:0])
         # sizes only known from the data: take the saved shapes
-        for name in ("gene_edges", "gene_edge_weights", "cluster_centers"):
+        for name in ("gene_edges", "gene_edge_weights", "cluster_centers", "negative_centers"):
             if prefix + name in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[prefix + name], device=self.gene_descriptors.device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
@@ -162,6 +166,7 @@ class SCRCLModule(CountInputBuffers, BaseModuleClass):
             batch["node_degree"],
             n_total=n_total,
             temperature=self.temperature,
+            negative_weight=batch.get("negative_weight"),
         )
         cvc = cvc_loss(
             out["mlp_refined"],

@@ -143,7 +143,9 @@ def scrcl(
         ``dropout``, ``input_features``: what the views read, by default the principal components
         of the expression, or the centred expression with ``spatial_key``; ``input_center``: the
         origin of the components, ``"balanced"`` (the median of k-means centres, by default) or
-        ``"mean"`` (the mean cell); ``center_init``: how the
+        ``"mean"`` (the mean cell); ``balance_negatives``: whether each k-means cluster of the
+        components pushes the others away alike in the contrastive loss (``True`` by default);
+        ``center_init``: how the
         clusters are found with ``n_clusters``, ``"kmeans"`` by default) or training options of
         :meth:`~atlasclust.models.SCRCL.train` (``weight_decay``, ``strategy``, ``plan_kwargs``,
         Lightning ``Trainer`` arguments). Any other keyword raises a :class:`TypeError` at once,
