@@ -130,8 +130,11 @@ def test_the_contrastive_weights_come_back_with_a_saved_model(counts, tmp_path):
     torch.testing.assert_close(loaded.module.negative_centers, model.module.negative_centers)
     np.testing.assert_array_equal(loaded._graph_data_for(None).negative_weight, weights)
     # models saved before the weights existed weigh every cell alike
-    older = _reloaded_without(model, "negative_centers", counts, tmp_path)
+    older = _reloaded_without(model, "negative_centers", counts, tmp_path, option="balance_negatives")
     assert older._graph_data_for(None).negative_weight is None
+    assert older.balance_negatives is False
+    assert older.init_params_["non_kwargs"]["balance_negatives"] is False
+    assert loaded.balance_negatives is True
     np.testing.assert_array_equal(older.predict(), model.predict())
 
 

@@ -358,7 +358,12 @@ class SCRCL(SCRCLDataMixin, SCRCLFitMixin, ClusteringModel):
     # ------------------------------------------------------------------------------------ save / load
     def _after_load(self) -> None:
         self.is_prepared_ = True  # the input transform and the gene graph come with the weights
-        if self.input_features == "pca" and self.input_center == "balanced" and not self.module.input_center.any():
-            # saved before input_center existed (the default then filled in): its origin is the mean cell
-            self.input_center = "mean"
-            self.init_params_["non_kwargs"]["input_center"] = "mean"
+        # options saved before they existed take the constructor's default; say what the model does
+        saved_before = {
+            "input_center": ("mean", self.input_center == "balanced" and not self.module.input_center.any()),
+            "balance_negatives": (False, self.balance_negatives and not len(self.module.negative_centers)),
+        }
+        for name, (behaviour, missing) in saved_before.items():
+            if self.input_features == "pca" and missing:
+                setattr(self, name, behaviour)
+                self.init_params_["non_kwargs"][name] = behaviour
