@@ -190,6 +190,7 @@ def test_scrcl_command_on_spatial_spots(tmp_path, capsys):
     assert result.uns["scrcl"]["params"]["input_features"] == "counts"
     assert result.uns["scrcl"]["params"]["input_center"] == "mean"
     assert not result.uns["scrcl"]["params"]["balance_negatives"]
+    assert not result.uns["scrcl"]["params"]["cluster_components_used"]  # no component input
     assert result.uns["scrcl"]["params"]["graph_normalization_used"] == "mean"
     assert result.uns["scrcl"]["params"]["metric"] == "euclidean"
     assert result.uns["scrcl"]["params"]["library_key"] == "slice"
@@ -242,9 +243,12 @@ def test_scrcl_center_init_option_reaches_the_model(tmp_path, capsys):
     source, out = tmp_path / "in.h5ad", tmp_path / "out.h5ad"
     ac.datasets.simulate(300, 100, 3, n_markers=20).write_h5ad(source)
     arguments = ["--n-clusters", "3", "--center-init", "merged", "--max-epochs", "2", "--quiet"]
-    assert main(["scrcl", str(source), "-o", str(out), *arguments]) == 0, capsys.readouterr().err
+    assert main(["scrcl", str(source), "-o", str(out), *arguments, "--cluster-embedding-only"]) == 0, (
+        capsys.readouterr().err
+    )
     params = ad.read_h5ad(out).uns["scrcl"]["params"]
     assert params["center_init"] == params["center_start"] == "merged"
+    assert not params["cluster_components"] and not params["cluster_components_used"]
 
 
 def test_center_init_defaults_named_in_the_help_are_the_models():

@@ -146,6 +146,7 @@ def run_method(args: argparse.Namespace) -> int:
             "input_features": args.input_features,
             "input_center": args.input_center,
             "balance_negatives": not args.uniform_negatives,
+            "cluster_components": not args.cluster_embedding_only,
             "graph_normalization": args.graph_normalization,
             "metric": args.metric,
         }
@@ -337,6 +338,11 @@ def build_parser() -> argparse.ArgumentParser:
                 "--uniform-negatives",
                 action="store_true",
                 help="weigh every cell alike in the contrastive loss, not each k-means cluster of the components alike",
+            )
+            method.add_argument(
+                "--cluster-embedding-only",
+                action="store_true",
+                help="with n_clusters, cluster the embedding alone, not beside the principal components the views read",
             )
             method.add_argument(
                 "--metric", default="euclidean", help="distance of the expression graph, e.g. cosine (the reference's)"

@@ -68,14 +68,56 @@ def test_save_load_and_predict_on_held_back_cells(counts, tmp_path):
     assert ac.metrics.evaluate(truth, loaded.predict(held_back))["ARI"] > 0.8
     soft = loaded.predict(held_back, soft=True)
     assert soft.shape == (100, 4) and list(soft.index) == list(held_back.obs_names)
-    # as documented: the hard label is the nearest centre (Euclidean) to the unit rows, soft the cosine
+    # as documented: the hard label is the nearest centre (Euclidean) to the unit rows beside the
+    # components the views read, each divided by its training spread; soft is the cosine
     unit = loaded.get_latent_representation(held_back)
     unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    components = loaded._components(held_back) - loaded.module.input_center.numpy()
+    torch.testing.assert_close(loaded.module.cluster_scales, model.module.cluster_scales)
+    embedding_scale, component_scale = loaded.module.cluster_scales.numpy()
+    rows = np.hstack([unit / embedding_scale, components / component_scale])
     centers = loaded.module.cluster_centers.numpy()
-    nearest = ((unit[:, None, :] - centers[None]) ** 2).sum(-1).argmin(1)
+    assert centers.shape == (4, unit.shape[1] + components.shape[1])
+    nearest = ((rows[:, None, :] - centers[None]) ** 2).sum(-1).argmin(1)
     np.testing.assert_array_equal(loaded.predict(held_back), nearest)
-    cosine = unit @ (centers / np.linalg.norm(centers, axis=1, keepdims=True)).T
+    unit_rows = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    cosine = unit_rows @ (centers / np.linalg.norm(centers, axis=1, keepdims=True)).T
     np.testing.assert_allclose(soft.to_numpy(), cosine, atol=1e-5)
+
+
+def test_the_components_are_clustered_beside_the_embedding_each_at_its_spread(counts):
+    model = _model(counts)
+    model.train(**TRAIN)
+    unit = model.get_latent_representation()
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    components = model._graph_data_for(None).components
+    # the training spread: the root mean squared distance of the rows from their mean
+    spread = [np.sqrt(((x - x.mean(0)) ** 2).sum(1).mean()) for x in (unit, components)]
+    np.testing.assert_allclose(model.module.cluster_scales.numpy(), spread, rtol=1e-4)
+    assert components.shape == (counts.n_obs, model.n_descriptors)
+    # alone: the unit rows of the embedding, centres as wide as it, no scales
+    alone = _model(counts, cluster_components=False)
+    alone.train(**TRAIN)
+    assert len(alone.module.cluster_scales) == 0 and alone._graph_data_for(None).components is None
+    assert alone.module.cluster_centers.shape[1] == unit.shape[1]
+    # without n_clusters Leiden clusters the embedding alone, whatever the option says
+    found = SCRCL(alone.adata, None, n_top_genes=150, n_hidden=64)
+    found.train(**TRAIN)
+    assert len(found.module.cluster_scales) == 0
+    assert found.module.cluster_centers.shape[1] == unit.shape[1]
+    # the spatial input (centred genes) has no components to add
+    scaled = _model(counts, input_features="scaled")
+    scaled.train(**TRAIN)
+    assert len(scaled.module.cluster_scales) == 0
+
+
+def test_models_saved_before_cluster_components_cluster_the_embedding_alone(counts, tmp_path):
+    model = _model(counts, cluster_components=False)
+    model.train(**TRAIN)
+    older = _reloaded_without(model, "cluster_scales", counts, tmp_path, option="cluster_components")
+    assert older.cluster_components is False
+    assert older.init_params_["non_kwargs"]["cluster_components"] is False
+    np.testing.assert_array_equal(older.predict(), model.predict())
 
 
 def test_models_saved_without_gene_means_still_load(counts, tmp_path):

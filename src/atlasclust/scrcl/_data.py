@@ -211,8 +211,11 @@ class SCRCLDataMixin:
         centers = self.module.negative_centers.cpu().numpy()
         if self.input_features == "pca" and len(centers):  # balance_negatives: each cell by its nearest centre
             negative_weight = balanced_weights(pairwise_distances_argmin(components, centers))
+        clustered = None
         if self.input_features == "pca":
             features = np.subtract(components, self.module.input_center.cpu().numpy(), out=components)
+            if self.cluster_components:  # smoothing the MLP view's input would overwrite them
+                clustered = features if self.smoothing[0] == 0 else features.copy()
         elif self.input_features == "log":
             features = log_features
         elif self.input_features == "scaled":
@@ -230,6 +233,7 @@ class SCRCLDataMixin:
             features = selected_counts(matrix, self.module.gene_index.cpu().numpy())
         data = CellGraphData.build(graph, features, smoothing=self.smoothing, normalization=self.graph_normalization)
         data.negative_weight = negative_weight
+        data.components = clustered
         return data
 
     def _graph_data_for(self, adata: ad.AnnData | None) -> CellGraphData:

@@ -146,13 +146,34 @@ class SCRCLFitMixin:
             graph_data.release()
 
     def _cluster(self, random_state: int) -> None:
-        """Cluster centres on the unit-normalised embedding: ``center_init``'s with ``n_clusters``, else Leiden's."""
+        """Cluster centres: ``center_init``'s with ``n_clusters``, else Leiden's on the unit-normalised embedding.
+
+        With ``cluster_components`` (and ``n_clusters``) the rows clustered are the embedding's and the
+        components' side by side, each divided by its spread over the training cells.
+        """
         latent = _unit_rows(self.get_latent_representation())
+        scales = self.module.cluster_scales[:0]
+        components = self._graph_data_for(None).components
+        if self.n_clusters is not None and components is not None:
+            scales = torch.tensor([_spread(latent), _spread(components)], dtype=torch.float32)
+        self.module.cluster_scales = scales.to(self.module.cluster_scales.device)
         centers, self.center_start_ = cluster_centers(
-            latent, self.n_clusters, resolution=self.resolution, random_state=random_state, init=self.center_init
+            self._clustered_rows(latent, None),
+            self.n_clusters,
+            resolution=self.resolution,
+            random_state=random_state,
+            init=self.center_init,
         )
         self.module.cluster_centers = torch.as_tensor(centers, dtype=torch.float32)
         self.n_clusters_ = len(centers)
+
+    def _clustered_rows(self, latent: np.ndarray, adata: ad.AnnData | None) -> np.ndarray:
+        """The rows the centres live among: ``latent`` (unit rows of ``adata``'s embedding), beside the components if clustered so."""
+        scales = self.module.cluster_scales.cpu().numpy()
+        if not len(scales):
+            return latent
+        components = self._graph_data_for(adata).components
+        return np.hstack([latent / scales[0], components / scales[1]]).astype(np.float32)
 
     # ------------------------------------------------------------------------------------ inference
     @torch.inference_mode()
@@ -199,8 +220,10 @@ class SCRCLFitMixin:
     ) -> np.ndarray | pd.DataFrame:
         """Cluster of each cell: the nearest cluster centre (Euclidean) to its L2-normalised embedding.
 
-        The centres are the means of each cluster's unit rows, so they are shorter than one where a
-        cluster is spread; the distance weighs that length, the cosine of ``soft=True`` does not.
+        With ``cluster_components``, to that embedding beside the cell's principal components, each
+        scaled as in training. The centres are the means of each cluster's rows, so on the unit rows
+        they are shorter than one where a cluster is spread; the distance weighs that length, the
+        cosine of ``soft=True`` does not.
 
         Parameters
         ----------
@@ -214,13 +237,13 @@ class SCRCLFitMixin:
             Seed cells per pass.
         """
         self._check_if_trained(warn=False)
-        latent = _unit_rows(self.get_latent_representation(adata, batch_size=batch_size))
+        rows = self._clustered_rows(_unit_rows(self.get_latent_representation(adata, batch_size=batch_size)), adata)
         centers = self.module.cluster_centers.cpu().numpy()
-        distance = (latent**2).sum(1)[:, None] - 2 * latent @ centers.T + (centers**2).sum(1)[None, :]
+        distance = (rows**2).sum(1)[:, None] - 2 * rows @ centers.T + (centers**2).sum(1)[None, :]
         if not soft:
             return distance.argmin(axis=1)
         names = (self.adata if adata is None else adata).obs_names
-        similarity = latent @ _unit_rows(centers).T
+        similarity = _unit_rows(rows) @ _unit_rows(centers).T
         return pd.DataFrame(similarity, index=names, columns=[str(k) for k in range(len(centers))])
 
     def gene_embedding(self, *, all_genes: bool = False) -> pd.DataFrame:
@@ -240,3 +263,9 @@ class SCRCLFitMixin:
     def training_graph(self) -> sp.csr_matrix:
         """The binary cell graph the model trained on (expression, spatial or the user's), as built once."""
         return self._graph_data_for(None).adjacency
+
+
+def _spread(rows: np.ndarray) -> float:
+    """Root mean squared distance of ``rows`` from their mean (their total variance's square root)."""
+    rows = np.asarray(rows, dtype=np.float64)
+    return float(np.sqrt(((rows - rows.mean(axis=0)) ** 2).sum(axis=1).mean()))

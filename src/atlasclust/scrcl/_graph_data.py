@@ -58,6 +58,9 @@ class CellGraphData:
     negative_weight
         Each cell's weight among the other cells of the neighbourhood contrastive loss (mean 1),
         or ``None``: all alike.
+    components
+        The principal-component input of the views before any smoothing, when the model clusters
+        it beside the embedding (``cluster_components``), else ``None``.
     """
 
     adjacency: sp.csr_matrix
@@ -65,6 +68,7 @@ class CellGraphData:
     propagated_features: np.ndarray
     propagation: sp.csr_matrix
     negative_weight: np.ndarray | None = None
+    components: np.ndarray | None = None
     #: copies of the feature matrices on a device (see :meth:`keep_on`)
     on_device: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 

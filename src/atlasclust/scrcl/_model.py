@@ -143,6 +143,13 @@ class SCRCL(SCRCLDataMixin, SCRCLFitMixin, ClusteringModel):
         cluster in the same k-means of the training components, so that each cluster pushes alike.
         Weighed alike (``False``, and the other inputs), a type with half of the cells is spread
         over about half of the sphere and k-means cuts it (:doc:`/accuracy`).
+    cluster_components
+        With the principal-component input and ``n_clusters``, find the clusters on the embedding's
+        unit rows and the components the views read side by side, each divided by its spread (the
+        root mean squared distance of its rows from their mean), so that both weigh alike. The unit
+        rows separate cells by direction, which spreads a large type and joins small ones; the
+        components keep their distances. ``False`` clusters the embedding alone, as without ``n_clusters``
+        (:doc:`/accuracy`).
     mnn_neighbors
         With ``library_key`` (slices, each with its own spatial graph): spots of two slices that are
         mutual nearest neighbours on the principal components, among this many per slice, are also
@@ -180,6 +187,7 @@ class SCRCL(SCRCLDataMixin, SCRCLFitMixin, ClusteringModel):
         input_features: str = "auto",
         input_center: str = "balanced",
         balance_negatives: bool = True,
+        cluster_components: bool = True,
         mnn_neighbors: int = MNN_NEIGHBORS,
         registry: dict | None = None,
     ):
@@ -233,6 +241,7 @@ class SCRCL(SCRCLDataMixin, SCRCLFitMixin, ClusteringModel):
         self.input_features = input_features
         self.input_center = input_center
         self.balance_negatives = bool(balance_negatives)
+        self.cluster_components = bool(cluster_components)
         n_batch = int(self.summary_stats.get("n_batch", 0))
         n_batch = n_batch if n_batch > 1 else 0
         if n_batch and input_features not in ("pca", "scaled"):
@@ -262,7 +271,8 @@ class SCRCL(SCRCLDataMixin, SCRCLFitMixin, ClusteringModel):
             f"n_neighbors={n_neighbors}, metric={metric!r}, n_clusters={n_clusters}, smoothing={self.smoothing}, "
             f"graph_normalization={graph_normalization!r}, "
             f"representation={representation!r}, input_features={self.input_features!r}, "
-            f"input_center={input_center!r}, balance_negatives={self.balance_negatives}"
+            f"input_center={input_center!r}, balance_negatives={self.balance_negatives}, "
+            f"cluster_components={self.cluster_components}"
         )
         self.init_params_ = self._get_init_params(locals())
 
@@ -362,6 +372,14 @@ class SCRCL(SCRCLDataMixin, SCRCLFitMixin, ClusteringModel):
         saved_before = {
             "input_center": ("mean", self.input_center == "balanced" and not self.module.input_center.any()),
             "balance_negatives": (False, self.balance_negatives and not len(self.module.negative_centers)),
+            # a model clustered with n_clusters has centres; without scales they are the embedding's alone
+            "cluster_components": (
+                False,
+                self.cluster_components
+                and self.n_clusters is not None
+                and bool(self.module.cluster_centers.numel())
+                and not len(self.module.cluster_scales),
+            ),
         }
         for name, (behaviour, missing) in saved_before.items():
             if self.input_features == "pca" and missing:

@@ -86,6 +86,9 @@ class SCRCLModule(CountInputBuffers, BaseModuleClass):
         # set after training: k-means or Leiden centres of the unit-normalised embedding (its
         # width depends on the representation clustered, so it is sized when set or loaded)
         self.register_buffer("cluster_centers", torch.zeros(0, 0))
+        # with cluster_components: the spread of the embedding and of the components that divides
+        # each before the two are clustered side by side (none: the embedding alone)
+        self.register_buffer("cluster_scales", torch.zeros(0))
         self.register_buffer("gene_descriptors", torch.zeros(n_input, n_descriptors))
         self.register_buffer("gene_edges", torch.zeros(2, 0, dtype=torch.long))
         self.register_buffer("gene_edge_weights", torch.zeros(0))
@@ -104,8 +107,10 @@ class SCRCLModule(CountInputBuffers, BaseModuleClass):
         state_dict.setdefault(prefix + "input_center", torch.zeros_like(self.input_center))
         # nor weigh the cells of the contrastive loss
         state_dict.setdefault(prefix + "negative_centers", self.negative_centers[:0])
+        # nor cluster the components beside the embedding
+        state_dict.setdefault(prefix + "cluster_scales", self.cluster_scales[:0])
         # sizes only known from the data: take the saved shapes
-        for name in ("gene_edges", "gene_edge_weights", "cluster_centers", "negative_centers"):
+        for name in ("gene_edges", "gene_edge_weights", "cluster_centers", "negative_centers", "cluster_scales"):
             if prefix + name in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[prefix + name], device=self.gene_descriptors.device))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -145,6 +145,8 @@ def scrcl(
         origin of the components, ``"balanced"`` (the median of k-means centres, by default) or
         ``"mean"`` (the mean cell); ``balance_negatives``: whether each k-means cluster of the
         components pushes the others away alike in the contrastive loss (``True`` by default);
+        ``cluster_components``: whether, with ``n_clusters``, the clusters are found on the embedding
+        beside those components, each scaled to the same spread (``True`` by default);
         ``center_init``: how the
         clusters are found with ``n_clusters``, ``"kmeans"`` by default) or training options of
         :meth:`~atlasclust.models.SCRCL.train` (``weight_decay``, ``strategy``, ``plan_kwargs``,
@@ -168,7 +170,8 @@ def scrcl(
             Learned gene embedding (``NaN`` for genes the model did not use).
         ``adata.uns["scrcl"]`` (``key_added``), :class:`dict`
             ``params`` (every argument, the seed, versions, how the clusters were found as
-            ``center_start``: ``"kmeans"``, ``"merged"`` or ``"leiden"``), ``history`` (per-epoch losses) and
+            ``center_start``: ``"kmeans"``, ``"merged"`` or ``"leiden"``, and whether on the embedding beside
+            the principal components as ``cluster_components_used``), ``history`` (per-epoch losses) and
             ``genes`` (the genes the model used).
 
     Examples
@@ -202,6 +205,8 @@ def scrcl(
                 "n_neighbors_used": model.n_neighbors,
                 "graph_normalization_used": model.graph_normalization,
                 "input_features_used": model.input_features,
+                # whether the clusters were found on the embedding beside the principal components
+                "cluster_components_used": bool(len(model.module.cluster_scales)),
                 # how the cluster centres were found (kmeans, merged or leiden)
                 "center_start": (model.center_start_ or {}).get("start"),
             },
