@@ -234,7 +234,8 @@ def write_tables(rows: list[dict], seeds: int) -> str:
         "always start from one of the two (`bgformer_kmeans` was the default until this version), and "
         "`bgformer_oracle` is, seed by seed, the one of those two with the higher ARI: a reference that reads the "
         "labels, to show how much of the reachable accuracy the label-free choice captures. scRCL's default "
-        "clusters its embedding by k-means; `scrcl_merged` and `scrcl_auto` take merged k-means or the same "
+        "clusters by k-means (on scRNA-seq data its embedding beside the principal components its views read, "
+        "each scaled to the same spread: `cluster_components=True`); `scrcl_merged` and `scrcl_auto` take merged k-means or the same "
         'modularity choice (`center_init="merged"` or `"auto"`), and `scrcl_oracle` is the better of `scrcl` and '
         "`scrcl_merged`, seed by seed. On datasets that "
         "record each cell's batch (an obs column `batch`, `donor` or `sample`; among the shared data only Baron's "
