@@ -173,7 +173,7 @@ class SCRCLFitMixin:
         if not len(scales):
             return latent
         components = self._graph_data_for(adata).components
-        return np.hstack([latent / scales[0], components / scales[1]]).astype(np.float32)
+        return np.hstack([latent / scales[0], components / scales[1]]).astype(np.float32, copy=False)
 
     # ------------------------------------------------------------------------------------ inference
     @torch.inference_mode()
