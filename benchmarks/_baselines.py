@@ -1,4 +1,4 @@
-"""The baselines' scanpy pipeline, shared by the benchmark scripts: scaled PCA, Leiden at K, spatial smoothing.
+"""The baselines' scanpy pipeline, shared by the benchmark scripts: scaled PCA, kNN graphs, Leiden at K, spatial smoothing.
 
 As in ``../shared/data/baselines.md``; the accuracy benchmark's baseline columns are built from these.
 """
@@ -23,6 +23,26 @@ def scaled_pca(adata, *, n_top_genes: int | None, n_comps: int, seed: int) -> No
         sc.pp.highly_variable_genes(adata, n_top_genes=min(n_top_genes, adata.n_vars), subset=True)
     sc.pp.scale(adata, max_value=10)
     sc.pp.pca(adata, n_comps=min(n_comps, adata.n_obs - 1, adata.n_vars - 1), random_state=seed)
+
+
+def knn_graph(matrix: np.ndarray):
+    """An AnnData of ``matrix``'s rows whose ``obsp["connectivities"]`` is their kNN graph (15 neighbours).
+
+    Weighted as ``sc.pp.neighbors`` weights it (:func:`atlasclust.data.knn_connectivities`); pass it
+    to :func:`leiden_with_k` with ``adjacency=graph.obsp["connectivities"]``.
+    """
+    import anndata as ad
+
+    from atlasclust.data import knn_connectivities
+
+    graph = ad.AnnData(obs={"row": np.arange(len(matrix))})
+    graph.obsp["connectivities"] = knn_connectivities(np.asarray(matrix, dtype=np.float32))
+    return graph
+
+
+def leiden_on_graph(graph, k: int, seed: int) -> np.ndarray:
+    """:func:`leiden_with_k` on a :func:`knn_graph`."""
+    return leiden_with_k(graph, k, seed, adjacency=graph.obsp["connectivities"])
 
 
 def leiden_with_k(adata, k: int, seed: int, neighbors_key: str | None = None, adjacency=None) -> np.ndarray:

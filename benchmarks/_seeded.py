@@ -117,3 +117,21 @@ def dataset_table(
     ]
     mean_line = "| mean | | " + " | ".join(f"{sum(v) / len(v):.3f}" for v in means.values()) + " |"
     return [*header, *lines, mean_line], means
+
+
+def change_lines(title: str, means: dict[str, list[float]], base: str, columns: Iterable[str]) -> list[str]:
+    """Markdown lines of a table: each column's per-dataset means against ``base``'s (mean, ups, downs, worst)."""
+    reference = np.asarray(means[base])
+    lines = [
+        "",
+        title,
+        "",
+        "| design | mean change | datasets up by > 0.02 | datasets down by > 0.02 | worst dataset change |",
+        "|---|---|---|---|---|",
+    ]
+    for column in columns:
+        change = np.asarray(means[column]) - reference
+        lines.append(
+            f"| {column} | {change.mean():+.3f} | {(change > 0.02).sum()} | {(change < -0.02).sum()} | {change.min():+.3f} |"
+        )
+    return lines

@@ -40,7 +40,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from _seeded import dataset_table, seeded_main
+from _seeded import change_lines, dataset_table, seeded_main
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1] / "shared" / "data"
@@ -116,12 +116,12 @@ def _unit_block(matrix: np.ndarray) -> np.ndarray:
 def run_one(dataset: str, seed: int) -> dict:
     """Pre-train once, then score every candidate first partition."""
     import anndata as ad
-    from _baselines import leiden_with_k, scaled_pca
+    from _baselines import knn_graph, leiden_on_graph, scaled_pca
     from sklearn.cluster import KMeans
     from sklearn.decomposition import PCA
     from sklearn.metrics import adjusted_rand_score
 
-    from atlasclust.train._assign import AUTO_RESOLUTION, _knn_graph, merged_kmeans_labels, modularity
+    from atlasclust.train import AUTO_RESOLUTION, merged_kmeans_labels, modularity
 
     adata = ad.read_h5ad(DATA / f"{dataset}.h5ad")
     truth = adata.obs.pop("cell_type").to_numpy()
@@ -135,13 +135,13 @@ def run_one(dataset: str, seed: int) -> dict:
         return KMeans(n, n_init=n_init, random_state=random_state).fit_predict(matrix)
 
     rng = np.random.default_rng(seed)
-    latent_graph = _knn_graph(latent, random_state=seed)
+    latent_graph = knn_graph(latent)
     restarts = [kmeans(latent, k, seed)] + [kmeans(latent, k, 1000 + 10 * seed + s) for s in range(3)]
     candidates = {f"kmeans_embedding_{s}": p for s, p in enumerate(restarts)}
     candidates["merged"] = merged_kmeans_labels(latent, k, random_state=seed)
-    candidates["leiden_k"] = leiden_with_k(latent_graph, k, seed)
+    candidates["leiden_k"] = leiden_on_graph(latent_graph, k, seed)
     candidates["kmeans_pca"] = kmeans(pca, k, seed)
-    candidates["leiden_k_pca"] = leiden_with_k(_knn_graph(pca, random_state=seed), k, seed)
+    candidates["leiden_k_pca"] = leiden_on_graph(knn_graph(pca), k, seed)
     scores = {name: adjusted_rand_score(truth, p) for name, p in candidates.items()}
 
     row = {"dataset": dataset, "seed": seed, "n_cells": len(truth)}
@@ -157,9 +157,7 @@ def run_one(dataset: str, seed: int) -> dict:
     joint = np.hstack([_unit_block(PCA(50, random_state=seed).fit_transform(latent)), _unit_block(pca)])
     row["joint"] = adjusted_rand_score(truth, kmeans(joint, k, seed))
     cross = restarts + [kmeans(pca, k, 1000 + 10 * seed + s) for s in range(4)]
-    row["cross_consensus"] = adjusted_rand_score(
-        truth, _consensus(_knn_graph(joint, random_state=seed), cross, k, seed)
-    )
+    row["cross_consensus"] = adjusted_rand_score(truth, _consensus(knn_graph(joint), cross, k, seed))
     connectivities = latent_graph.obsp["connectivities"]
     for column, resolution in (("modularity_choice", AUTO_RESOLUTION), ("modularity_1", 1.0)):
         quality = {
@@ -189,19 +187,8 @@ def write_table(rows: list[dict]) -> str:
         "Generated on the 2-core CPU machine."
     )
     lines, means = dataset_table("# BGFormer's first partition, label-free designs", intro, rows, DESIGNS)
-    base = np.asarray(means["kmeans_embedding"])
-    lines += [
-        "",
-        "## Against today's start (k-means on the pre-trained embedding), per dataset mean",
-        "",
-        "| design | mean change | datasets up by > 0.02 | datasets down by > 0.02 | worst dataset change |",
-        "|---|---|---|---|---|",
-    ]
-    for design in DESIGNS[1:]:
-        change = np.asarray(means[design]) - base
-        lines.append(
-            f"| {design} | {change.mean():+.3f} | {(change > 0.02).sum()} | {(change < -0.02).sum()} | {change.min():+.3f} |"
-        )
+    title = "## Against today's start (k-means on the pre-trained embedding), per dataset mean"
+    lines += change_lines(title, means, "kmeans_embedding", DESIGNS[1:])
     lines += [
         "",
         "## Choices",
