@@ -74,6 +74,7 @@ GRAPH_NORMALIZATION_CHOICES = ("auto", *GRAPH_NORMALIZATIONS)
 #: bladder and the DLPFC slices 151510 and 151676), see benchmarks/results/scrcl_representation.md.
 #: With the centred genes as input everywhere the refined views had won on Baron (0.90 against 0.62).
 #: Their concatenation did no better (2 seeds, 8 datasets).
+#: Beside the components (``cluster_components``): views 0.75, refined 0.67 (seven scRNA-seq sets, 2 seeds).
 REPRESENTATIONS = ("views", "refined")
 #: What the views read: the principal components the expression graph is built on (``"pca"``),
 #: log-normalised expression divided by each gene's spread (``"log"``), the same centred on each
