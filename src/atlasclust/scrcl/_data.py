@@ -214,7 +214,8 @@ class SCRCLDataMixin:
         clustered = None
         if self.input_features == "pca":
             features = np.subtract(components, self.module.input_center.cpu().numpy(), out=components)
-            if self.cluster_components:  # smoothing the MLP view's input would overwrite them
+            # kept only where they are clustered; smoothing the MLP view's input would overwrite them
+            if self.cluster_components and self.n_clusters is not None:
                 clustered = features if self.smoothing[0] == 0 else features.copy()
         elif self.input_features == "log":
             features = log_features

@@ -154,7 +154,7 @@ class SCRCLFitMixin:
         latent = _unit_rows(self.get_latent_representation())
         scales = self.module.cluster_scales[:0]
         components = self._graph_data_for(None).components
-        if self.n_clusters is not None and components is not None:
+        if components is not None:  # kept only with cluster_components and n_clusters
             scales = torch.tensor([_spread(latent), _spread(components)], dtype=torch.float32)
         self.module.cluster_scales = scales.to(self.module.cluster_scales.device)
         centers, self.center_start_ = cluster_centers(

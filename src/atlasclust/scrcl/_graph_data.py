@@ -60,7 +60,7 @@ class CellGraphData:
         or ``None``: all alike.
     components
         The principal-component input of the views before any smoothing, when the model clusters
-        it beside the embedding (``cluster_components``), else ``None``.
+        it beside the embedding (``cluster_components`` with ``n_clusters``), else ``None``.
     """
 
     adjacency: sp.csr_matrix
