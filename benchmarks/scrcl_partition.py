@@ -108,10 +108,10 @@ def run_one(dataset: str, seed: int) -> dict:
     connectivities = graph.obsp["connectivities"]
     kmeans = KMeans(k, n_init=10, random_state=seed).fit(rows)
     partitions = {"kmeans": kmeans.labels_}
-    for kind in ("spherical", "diagonal"):
-        mixture = GaussianMixture(k, covariance_type=kind[:4] if kind == "diagonal" else kind, reg_covar=1e-4,
-                                  means_init=kmeans.cluster_centers_, random_state=seed)  # fmt: skip
-        partitions[f"gmm_{kind}"] = mixture.fit(rows).predict(rows)
+    for name, covariance in (("spherical", "spherical"), ("diagonal", "diag")):
+        mixture = GaussianMixture(k, covariance_type=covariance, reg_covar=1e-4, means_init=kmeans.cluster_centers_,
+                                  random_state=seed)  # fmt: skip
+        partitions[f"gmm_{name}"] = mixture.fit(rows).predict(rows)
     partitions["ward_knn"] = AgglomerativeClustering(k, connectivity=connectivities, linkage="ward").fit_predict(rows)
     partitions["bisecting"] = BisectingKMeans(k, n_init=3, random_state=seed).fit_predict(rows)
     partitions["leiden_k"] = leiden_on_graph(graph, k, seed)
