@@ -12,6 +12,10 @@ do (same data, genes, K, seed), takes those rows and scores other partitions of 
   splitting the cluster of largest inertia; ``leiden_k``: Leiden at K on the rows' kNN graph;
 - ``graph_merge``: k-means at 2K, its clusters joined greedily by the largest gain in modularity
   (resolution 1) on the kNN graph, down to K;
+- ``weighted_size``: k-means at K again with each cell weighted by ``1 / sqrt`` of the size of its
+  first k-means cluster, so that a large type draws fewer centres; ``weighted_sparse``: each cell
+  weighted by the squared distance to its 15th nearest row (over the median), so that sparse cells
+  count more than the dense cores k-means likes to cut;
 - from 20 k-means runs of one start each (``restarts_mean``, their mean ARI): the run a label-free
   score picks, ``pick_inertia`` (what more starts would give), ``pick_modularity`` (at
   ``center_init="auto"``'s resolution, 0.25), ``pick_silhouette`` (on 2000 cells),
@@ -45,6 +49,8 @@ DESIGNS = [
     "bisecting",
     "leiden_k",
     "graph_merge",
+    "weighted_size",
+    "weighted_sparse",
     "restarts_mean",
     "pick_inertia",
     "pick_modularity",
@@ -97,6 +103,7 @@ def run_one(dataset: str, seed: int) -> dict:
     from sklearn.cluster import AgglomerativeClustering, BisectingKMeans, KMeans
     from sklearn.metrics import adjusted_rand_score, silhouette_score
     from sklearn.mixture import GaussianMixture
+    from sklearn.neighbors import NearestNeighbors
 
     from atlasclust.train import AUTO_RESOLUTION, modularity
 
@@ -117,6 +124,12 @@ def run_one(dataset: str, seed: int) -> dict:
     partitions["leiden_k"] = leiden_on_graph(graph, k, seed)
     fine = KMeans(2 * k, n_init=10, random_state=seed).fit_predict(rows)
     partitions["graph_merge"] = graph_merge(fine, connectivities, k)
+    size_weights = np.bincount(kmeans.labels_)[kmeans.labels_] ** -0.5
+    distances, _ = NearestNeighbors(n_neighbors=15).fit(rows).kneighbors(rows)
+    sparse_weights = (distances[:, -1] / np.median(distances[:, -1])) ** 2
+    for name, weights in (("size", size_weights), ("sparse", sparse_weights)):
+        weighted = KMeans(k, n_init=10, random_state=seed).fit(rows, sample_weight=weights / weights.mean())
+        partitions[f"weighted_{name}"] = weighted.labels_
 
     runs = [KMeans(k, n_init=1, random_state=1000 * seed + r).fit(rows) for r in range(N_RESTARTS)]
     run_labels = [run.labels_ for run in runs]
