@@ -14,8 +14,9 @@ from atlasclust.data import knn_connectivities, neighbor_connectivities, sample_
 #: Resolution of the modularity that ``"auto"`` compares. At 1 (Newman's), modularity shares
 #: k-means' taste for clusters of equal size and keeps k-means where it cut Baron's beta cells
 #: and Zeisel's oligodendrocytes; lower values weigh that less. Chosen once from 1, 0.5, 0.25
-#: and 0 on BGFormer's pre-trained embeddings of the 12 shared datasets (seeds 0 and 1):
-#: benchmarks/results/first_partition.md.
+#: and 0 on BGFormer's pre-trained embeddings of the 12 shared datasets (seeds 0 and 1), with the
+#: Seurat genes of the time; the Accuracy page ("Where the DEC centres start") has those numbers
+#: beside today's (benchmarks/results/first_partition.md).
 AUTO_RESOLUTION = 0.25
 
 #: Cells ``"auto"`` measures modularity on (a random subset above it, the same for both candidates).
