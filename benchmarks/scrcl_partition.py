@@ -14,8 +14,8 @@ do (same data, genes, K, seed), takes those rows and scores other partitions of 
   (resolution 1) on the kNN graph, down to K;
 - ``weighted_size``: k-means at K again with each cell weighted by ``1 / sqrt`` of the size of its
   first k-means cluster, so that a large type draws fewer centres; ``weighted_sparse``: each cell
-  weighted by the squared distance to its 15th nearest row (over the median), so that sparse cells
-  count more than the dense cores k-means likes to cut;
+  weighted by the squared distance to the farthest of its 15 nearest rows, itself included (over
+  the median), so that sparse cells count more than the dense cores k-means likes to cut;
 - from 20 k-means runs of one start each (``restarts_mean``, their mean ARI): the run a label-free
   score picks, ``pick_inertia`` (what more starts would give), ``pick_modularity`` (at
   ``center_init="auto"``'s resolution, 0.25), ``pick_silhouette`` (on 2000 cells),
