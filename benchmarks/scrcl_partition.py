@@ -16,9 +16,14 @@ do (same data, genes, K, seed), takes those rows and scores other partitions of 
   first k-means cluster, so that a large type draws fewer centres; ``weighted_sparse``: each cell
   weighted by the squared distance to the farthest of its 15 nearest rows, itself included (over
   the median), so that sparse cells count more than the dense cores k-means likes to cut;
+- ``oversplit_one``: k-means at K + 1, the two clusters with the closest centres (Ward) joined;
+  ``leiden_k_lloyd``: ``leiden_k``'s clusters as the start of k-means at K; ``umap_kmeans``: k-means
+  at K on a 10-dimensional UMAP of the rows (``min_dist=0``), which evens out density;
 - from 20 k-means runs of one start each (``restarts_mean``, their mean ARI): the run a label-free
   score picks, ``pick_inertia`` (what more starts would give), ``pick_modularity`` (at
   ``center_init="auto"``'s resolution, 0.25), ``pick_silhouette`` (on 2000 cells),
+  ``pick_ncut`` (the lowest normalised cut of the kNN graph, Shi and Malik's: each cluster's edge
+  weight leaving it over its total), ``pick_davies_bouldin`` (the lowest Davies-Bouldin index),
   ``pick_agreement`` (highest mean ARI to the other runs); ``consensus``: average linkage at K of
   their co-assignment (a dense matrix: for these benchmark sizes only); ``restarts_oracle``: the
   best run by ARI, a reference only (it reads the labels).
@@ -51,10 +56,15 @@ DESIGNS = [
     "graph_merge",
     "weighted_size",
     "weighted_sparse",
+    "oversplit_one",
+    "leiden_k_lloyd",
+    "umap_kmeans",
     "restarts_mean",
     "pick_inertia",
     "pick_modularity",
     "pick_silhouette",
+    "pick_ncut",
+    "pick_davies_bouldin",
     "pick_agreement",
     "consensus",
     "restarts_oracle",
@@ -72,13 +82,19 @@ def clustered_rows(adata, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return rows.astype(np.float64), adata.obs["scrcl"].cat.codes.to_numpy()
 
 
-def graph_merge(fine: np.ndarray, connectivities, k: int) -> np.ndarray:
-    """Clusters ``fine`` joined pairwise, each time the pair whose union most raises modularity, down to ``k``."""
+def group_edges(connectivities, labels: np.ndarray) -> np.ndarray:
+    """Edge weight between and within the groups of ``labels`` (integer codes): groups x groups."""
     import scipy.sparse as sp
 
+    n_groups = labels.max() + 1
+    membership = sp.csr_matrix((np.ones(len(labels)), (np.arange(len(labels)), labels)), shape=(len(labels), n_groups))
+    return (membership.T @ connectivities @ membership).toarray()
+
+
+def graph_merge(fine: np.ndarray, connectivities, k: int) -> np.ndarray:
+    """Clusters ``fine`` joined pairwise, each time the pair whose union most raises modularity, down to ``k``."""
     n_fine = fine.max() + 1
-    membership = sp.csr_matrix((np.ones(len(fine)), (np.arange(len(fine)), fine)), shape=(len(fine), n_fine))
-    edges = (membership.T @ connectivities @ membership).toarray()
+    edges = group_edges(connectivities, fine)
     edges /= edges.sum()
     group = np.arange(n_fine)
     for _ in range(n_fine - k):
@@ -94,6 +110,22 @@ def graph_merge(fine: np.ndarray, connectivities, k: int) -> np.ndarray:
     return group[fine]
 
 
+def normalized_cut(connectivities, labels: np.ndarray) -> float:
+    """Shi and Malik's normalised cut: per cluster, its edge weight to other clusters over its total."""
+    edges = group_edges(connectivities, labels)
+    volume = edges.sum(axis=1)
+    return float(np.sum((volume - np.diag(edges)) / volume))
+
+
+def from_groups(rows: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """k-means started from the means of ``groups`` (integer codes), as many clusters as groups."""
+    from sklearn.cluster import KMeans
+
+    codes = np.unique(groups, return_inverse=True)[1]
+    centres = np.stack([rows[codes == c].mean(axis=0) for c in range(codes.max() + 1)])
+    return KMeans(len(centres), init=centres, n_init=1).fit_predict(rows)
+
+
 def run_one(dataset: str, seed: int) -> dict:
     """Train once, then score every partition of the clustered rows."""
     import anndata as ad
@@ -101,9 +133,10 @@ def run_one(dataset: str, seed: int) -> dict:
     from scipy.cluster.hierarchy import fcluster, linkage
     from scipy.spatial.distance import squareform
     from sklearn.cluster import AgglomerativeClustering, BisectingKMeans, KMeans
-    from sklearn.metrics import adjusted_rand_score, silhouette_score
+    from sklearn.metrics import adjusted_rand_score, davies_bouldin_score, silhouette_score
     from sklearn.mixture import GaussianMixture
     from sklearn.neighbors import NearestNeighbors
+    from umap import UMAP
 
     from atlasclust.train import AUTO_RESOLUTION, modularity
 
@@ -131,12 +164,21 @@ def run_one(dataset: str, seed: int) -> dict:
         weighted = KMeans(k, n_init=10, random_state=seed).fit(rows, sample_weight=weights / weights.mean())
         partitions[f"weighted_{name}"] = weighted.labels_
 
+    finer = KMeans(k + 1, n_init=10, random_state=seed).fit(rows)
+    joined = AgglomerativeClustering(k, linkage="ward").fit_predict(finer.cluster_centers_)
+    partitions["oversplit_one"] = joined[finer.labels_]
+    partitions["leiden_k_lloyd"] = from_groups(rows, partitions["leiden_k"])
+    flattened = UMAP(n_components=10, min_dist=0.0, random_state=seed).fit_transform(rows)
+    partitions["umap_kmeans"] = KMeans(k, n_init=10, random_state=seed).fit_predict(flattened)
+
     runs = [KMeans(k, n_init=1, random_state=1000 * seed + r).fit(rows) for r in range(N_RESTARTS)]
     run_labels = [run.labels_ for run in runs]
     scores = {
         "inertia": [-run.inertia_ for run in runs],
         "modularity": [modularity(connectivities, lab, resolution=AUTO_RESOLUTION) for lab in run_labels],
         "silhouette": [silhouette_score(rows, lab, sample_size=2000, random_state=seed) for lab in run_labels],
+        "ncut": [-normalized_cut(connectivities, lab) for lab in run_labels],
+        "davies_bouldin": [-davies_bouldin_score(rows, lab) for lab in run_labels],
         "agreement": [np.mean([adjusted_rand_score(lab, other) for other in run_labels]) for lab in run_labels],
     }
     for name, score in scores.items():
