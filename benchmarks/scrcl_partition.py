@@ -17,8 +17,9 @@ do (same data, genes, K, seed), takes those rows and scores other partitions of 
   weighted by the squared distance to the farthest of its 15 nearest rows, itself included (over
   the median), so that sparse cells count more than the dense cores k-means likes to cut;
 - ``oversplit_one``: k-means at K + 1, the two clusters with the closest centres (Ward) joined;
-  ``leiden_k_lloyd``: ``leiden_k``'s clusters as the start of k-means at K; ``umap_kmeans``: k-means
-  at K on a 10-dimensional UMAP of the rows (``min_dist=0``), which evens out density;
+  ``leiden_k_lloyd``: k-means started from ``leiden_k``'s cluster means (as many clusters as it
+  found, K or the nearest count); ``umap_kmeans``: k-means at K on a 10-dimensional UMAP of the rows
+  (``min_dist=0``), which evens out density;
 - from 20 k-means runs of one start each (``restarts_mean``, their mean ARI): the run a label-free
   score picks, ``pick_inertia`` (what more starts would give), ``pick_modularity`` (at
   ``center_init="auto"``'s resolution, 0.25), ``pick_silhouette`` (on 2000 cells),
