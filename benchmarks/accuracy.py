@@ -101,8 +101,12 @@ def _batch_column(dataset: str) -> str | None:
     return next((column for column in BATCH_COLUMNS if column in obs and obs[column].nunique() > 1), None)
 
 
-def run_one(dataset: str, method: str, seed: int) -> dict:
-    """Run one method on one dataset with one seed; scores and resource use."""
+def cluster(dataset: str, method: str, seed: int) -> tuple[np.ndarray, np.ndarray, float, str | None]:
+    """Run one method on one dataset with one seed, as the table's column does.
+
+    Returns the labels (``obs["cell_type"]``), the method's clusters, its wall time in seconds and,
+    for our methods' runs, how their clusters started (``center_start``; otherwise ``None``).
+    """
     quiet()
     import anndata as ad
     import scanpy as sc
@@ -112,7 +116,8 @@ def run_one(dataset: str, method: str, seed: int) -> dict:
     adata = ad.read_h5ad(DATA / f"{dataset}.h5ad")
     truth = adata.obs["cell_type"].to_numpy()
     k = adata.obs["cell_type"].nunique()
-    del adata.obs["cell_type"]  # nothing below may see the labels
+    for column in [c for c in adata.obs if c.startswith("cell_type")]:  # nothing below may see the labels
+        del adata.obs[column]
     batch_key = _batch_column(dataset) if method in BATCH_METHODS else None
     start = time.perf_counter()
     center_start = None  # how the clusters started (kmeans, merged or leiden), for our methods' runs
@@ -162,7 +167,14 @@ def run_one(dataset: str, method: str, seed: int) -> dict:
                 labels = adata.obs["leiden"].to_numpy()
             else:
                 labels = leiden_with_k(adata, k, seed)
-    seconds = time.perf_counter() - start
+    return truth, np.asarray(labels), time.perf_counter() - start, center_start
+
+
+def run_one(dataset: str, method: str, seed: int) -> dict:
+    """Run one method on one dataset with one seed; scores and resource use."""
+    import atlasclust as ac
+
+    truth, labels, seconds, center_start = cluster(dataset, method, seed)
     scores = ac.metrics.evaluate(truth, labels)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     row = {"dataset": dataset, "method": method, "seed": seed, "seconds": seconds, "peak_mb": peak_mb}
