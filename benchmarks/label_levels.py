@@ -65,7 +65,7 @@ def describe(labels: np.ndarray, truth: np.ndarray, fine: np.ndarray) -> dict:
     _, ca1_counts = np.unique(labels[ca1], return_counts=True)
     microglia = truth == MICROGLIA
     clusters, sizes = np.unique(labels[microglia], return_counts=True)
-    main = labels == clusters[sizes.argmax()]
+    in_microglia_cluster = labels == clusters[sizes.argmax()]
     subtypes = np.isin(fine, CA1_SUBTYPES)
     split, joined = departures(labels, truth)
     return {
@@ -73,7 +73,7 @@ def describe(labels: np.ndarray, truth: np.ndarray, fine: np.ndarray) -> dict:
         "ari_fine": adjusted_rand_score(fine, labels),
         "ca1_clusters": int((ca1_counts >= 0.2 * ca1.sum()).sum()),
         "ca1_subtype_ari": adjusted_rand_score(fine[subtypes], labels[subtypes]),
-        "microglia_share": float(microglia[main].mean()),
+        "microglia_share": float(microglia[in_microglia_cluster].mean()),
         "split": split,
         "joined": joined,
     }
