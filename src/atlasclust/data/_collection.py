@@ -174,6 +174,7 @@ def _data_module_class():
 
         def __init__(self, cells: Collection, *, batch_size: int, batch_codes: np.ndarray | None, seed: int):
             chunk_size, preload_nchunks = loader_chunks(batch_size)
+            self._rng = np.random.default_rng(seed)  # every epoch's order of the cells draws from it
             loader = annbatch.Loader(
                 batch_size=batch_size,
                 chunk_size=chunk_size,
@@ -181,7 +182,7 @@ def _data_module_class():
                 shuffle=True,
                 return_index=True,
                 preload_to_gpu=False,  # Lightning moves each batch to the device
-                rng=np.random.default_rng(seed),
+                rng=self._rng,
             ).add_adatas(cells.shards)
             super().__init__(
                 loader,
@@ -193,6 +194,22 @@ def _data_module_class():
                 shuffle=True,
             )
             self.batch_codes = None if batch_codes is None else torch.from_numpy(np.array(batch_codes, dtype=np.int64))
+
+        def train_dataloader(self):
+            # scvi-tools' module (1.5) gives each epoch's loader a new sampler without a random generator,
+            # so the cells' order would not follow the seed: the same sampler here draws from the seeded one
+            from annbatch.samplers import RandomSampler
+
+            loader = super().train_dataloader()
+            if isinstance(loader._batch_sampler, RandomSampler):
+                loader._batch_sampler = RandomSampler(
+                    chunk_size=self.chunk_size,
+                    preload_nchunks=self.preload_nchunks,
+                    batch_size=self.batch_size,
+                    mask=self._train_mask,
+                    rng=self._rng,
+                )
+            return loader
 
         def on_before_batch_transfer(self, batch, dataloader_idx):
             counts = sp.csr_matrix(batch["X"], dtype=np.float32)
